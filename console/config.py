@@ -1,0 +1,162 @@
+"""Configuration from the environment, validated once at start-up.
+
+The names are a contract (DESIGN.md "Interfaces"): other tooling sets them.
+`CONSOLE_ENV=production` (the default) is strict; `demo` and `test` relax
+only what a laptop needs (SQLite, a generated secret, plain-http cookies).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("production", "demo", "test")
+ROLES = ("support", "admin", "auditor")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run; the message names what is missing."""
+
+
+def parse_role_map(raw: str) -> dict[str, str]:
+    """Parse `group=role,group=role` into a mapping, rejecting unknown roles."""
+    mapping: dict[str, str] = {}
+    for raw_part in raw.split(","):
+        part = raw_part.strip()
+        if not part:
+            continue
+        group, sep, role = part.partition("=")
+        group, role = group.strip(), role.strip()
+        if not sep or not group or role not in ROLES:
+            raise ConfigError(
+                f"ROLE_MAP entry {part!r} is not group=role with role one of {', '.join(ROLES)}"
+            )
+        mapping[group] = role
+    return mapping
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from the environment."""
+
+    env: str
+    database_url: str
+    secret_key: str
+    stripe_api_key: str
+    stripe_webhook_secret: str
+    stripe_api_base: str | None
+    oidc_issuer: str
+    oidc_client_id: str
+    oidc_client_secret: str
+    oidc_groups_claim: str
+    role_map: dict[str, str]
+    audit_signing_key: str | None
+    proxy_fix_hops: int = 0
+    session_idle_minutes: int = 15
+    session_absolute_hours: int = 12
+    step_up_seconds: int = 300
+    audit_retention_days: int = 400
+    stripe_timeout_seconds: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, instance_path: str | None = None
+) -> Settings:
+    """Read and validate settings; raise ConfigError with a one-line reason."""
+    env = dict(os.environ if environ is None else environ)
+    mode = env.get("CONSOLE_ENV", "production").strip() or "production"
+    if mode not in ENVIRONMENTS:
+        raise ConfigError(f"CONSOLE_ENV must be one of {', '.join(ENVIRONMENTS)}, got {mode!r}")
+    strict = mode == "production"
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        if strict:
+            raise ConfigError("DATABASE_URL is not set (production needs PostgreSQL)")
+        folder = Path(instance_path or "instance")
+        folder.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{(folder / 'console.sqlite3').resolve()}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if strict and database_url.startswith("sqlite"):
+        raise ConfigError("DATABASE_URL points at SQLite; production needs PostgreSQL")
+
+    secret_key = env.get("SECRET_KEY", "")
+    if not secret_key:
+        if strict:
+            raise ConfigError("SECRET_KEY is not set")
+        secret_key = secrets.token_urlsafe(32)
+    elif strict and len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY is shorter than 32 characters")
+
+    oidc = {
+        name: env.get(name, "").strip()
+        for name in ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET")
+    }
+    if strict:
+        for name, value in oidc.items():
+            if not value:
+                raise ConfigError(f"{name} is not set")
+
+    role_map_raw = env.get("ROLE_MAP", "")
+    if strict and not role_map_raw.strip():
+        raise ConfigError("ROLE_MAP is not set (e.g. ops-support=support,ops-admins=admin)")
+    role_map = parse_role_map(
+        role_map_raw or "ops-support=support,ops-admins=admin,ops-audit=auditor"
+    )
+
+    stripe_key = env.get("STRIPE_API_KEY", "").strip()
+    if strict and not stripe_key:
+        raise ConfigError("STRIPE_API_KEY is not set")
+    webhook_secret = env.get("STRIPE_WEBHOOK_SECRET", "").strip()
+    if strict and not webhook_secret:
+        raise ConfigError("STRIPE_WEBHOOK_SECRET is not set")
+
+    signing_key = env.get("AUDIT_SIGNING_KEY", "").strip() or None
+    if signing_key and not Path(signing_key).is_file():
+        raise ConfigError(f"AUDIT_SIGNING_KEY points at {signing_key}, which is not a file")
+
+    return Settings(
+        env=mode,
+        database_url=database_url,
+        secret_key=secret_key,
+        stripe_api_key=stripe_key or "sk_test_local_double",
+        stripe_webhook_secret=webhook_secret or "whsec_local_double",
+        stripe_api_base=env.get("STRIPE_API_BASE", "").strip() or None,
+        oidc_issuer=oidc["OIDC_ISSUER"].rstrip("/"),
+        oidc_client_id=oidc["OIDC_CLIENT_ID"],
+        oidc_client_secret=oidc["OIDC_CLIENT_SECRET"],
+        oidc_groups_claim=env.get("OIDC_GROUPS_CLAIM", "groups").strip() or "groups",
+        role_map=role_map,
+        audit_signing_key=signing_key,
+        proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
+        session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 15),
+        session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
+        step_up_seconds=_int(env, "STEP_UP_SECONDS", 300),
+        audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 400),
+    )

@@ -1,0 +1,170 @@
+"""Database plumbing: the declarative base, column types, sessions, row locks.
+
+Plain SQLAlchemy 2 (no Flask-SQLAlchemy): one engine per app, one session per
+app context, committed only by services (models never commit).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Engine,
+    Enum,
+    MetaData,
+    Select,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use console.db.utcnow() or attach UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's type map and naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+        list[str]: JSONType,
+        enum.Enum: Enum(
+            enum.Enum,
+            native_enum=False,
+            length=32,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
+    }
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; on SQLite every transaction begins IMMEDIATE.
+
+    SQLite ignores SELECT ... FOR UPDATE, so the guarded-action contract
+    (lock, re-check, write) is kept by taking the write lock when the
+    transaction begins instead.
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    """Holds the engine and hands out the app-context session."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["console_db"] = self
+        app.teardown_appcontext(self._teardown)
+
+    def _teardown(self, _exc: BaseException | None) -> None:
+        session: Session | None = g.pop("_db_session", None)
+        if session is not None:
+            session.close()
+
+    def new_session(self) -> Session:
+        return self.sessionmaker()
+
+
+def get_db(app: Flask | None = None) -> Database:
+    """Return the app's Database."""
+    target = app or current_app
+    db: Database = target.extensions["console_db"]
+    return db
+
+
+def session() -> Session:
+    """Return the session bound to the current app context."""
+    existing: Session | None = g.get("_db_session")
+    if existing is None:
+        existing = get_db().new_session()
+        g._db_session = existing
+    return existing
+
+
+@contextmanager
+def separate_session() -> Iterator[Session]:
+    """Open a session independent of the request's (e.g. to audit a failure)."""
+    s = get_db().new_session()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def for_update(stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+    """Add FOR UPDATE (PostgreSQL); SQLite already holds the write lock."""
+    return stmt.with_for_update(skip_locked=skip_locked)
+
+
+def is_postgres(s: Session) -> bool:
+    bind = s.get_bind()
+    return bind.dialect.name == "postgresql"

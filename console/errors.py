@@ -1,0 +1,98 @@
+"""Error pages: a clear message and the request id, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from console.pagination import BadCursor
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Out of date",
+    413: "Request too large",
+    422: "Cannot process",
+    429: "Too many requests",
+    500: "Something went wrong",
+    502: "An upstream service failed",
+    503: "Unavailable",
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/webhooks/stripe", "/healthz", "/metrics")) or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def render_error(status: int, message: str) -> tuple[Any, int]:
+    if _wants_json():
+        return jsonify(error=message, status=status, request_id=g.get("request_id")), status
+    if request.headers.get("HX-Request") == "true":
+        return render_template("errors/_message.html", message=message, level="error"), status
+    template = "errors/403.html" if status == 403 else "errors/error.html"
+    return (
+        render_template(
+            template,
+            status=status,
+            title=TITLES.get(status, "Error"),
+            message=message,
+            request_id=g.get("request_id"),
+        ),
+        status,
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> Any:
+        return render_error(
+            400,
+            "The form's security token is missing, expired or not yours "
+            f"({exc.description}). Nothing was changed. Reload the page and try again.",
+        )
+
+    @app.errorhandler(BadCursor)
+    def _cursor(_exc: BadCursor) -> Any:
+        return render_error(400, "That page link is not valid. Start again from the first page.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        default = {
+            403: "You do not have permission to see this page.",
+            404: "There is nothing at this address. Check the link or use the navigation.",
+            405: "This address does not accept that kind of request.",
+            413: "The request is larger than this console accepts.",
+        }
+        message = exc.description if exc.description and status not in default else None
+        if status in default and exc.description and "The requested URL" not in exc.description:
+            message = exc.description
+        return render_error(status, message or default.get(status, TITLES.get(status, "Error")))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException):
+            return _http(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        try:
+            from console import db
+
+            db.session().rollback()
+        except Exception:
+            log.exception("rollback after error failed")
+        return render_error(
+            InternalServerError.code,
+            "The console hit an unexpected error; nothing was half-saved. "
+            "Quote the request id below when you report it.",
+        )

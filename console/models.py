@@ -1,0 +1,96 @@
+"""Import every model so the metadata is complete (Alembic, create_all)."""
+
+from console.actions.models import IdempotencyRecord
+from console.audit.models import AuditChainHead, AuditCheckpoint, AuditEntry
+from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
+from console.db import Base
+from console.inventory.models import (
+    InventoryItem,
+    InventoryLedgerEntry,
+    InventoryReservation,
+    LedgerReason,
+    ReservationStatus,
+)
+from console.invoices.models import Invoice, InvoiceStatus, InvoiceTransmission
+from console.ops.models import JobRun, JobStatus
+from console.orders.models import Order, OrderLine, OrderNote, OrderStatus
+from console.payments.models import (
+    MoneyMovement,
+    MovementKind,
+    MovementStatus,
+    Payment,
+    PaymentStatus,
+    WebhookEvent,
+    WebhookRejection,
+    WebhookStatus,
+)
+from console.payouts.models import (
+    Approval,
+    ApprovalItem,
+    ApprovalStatus,
+    DisputeStatus,
+    PayoutStatus,
+    Seller,
+    SellerPayout,
+)
+from console.reconciliation.models import (
+    FindingStatus,
+    FindingType,
+    ReconciliationFinding,
+    ReconciliationRun,
+    RunStatus,
+    Severity,
+)
+from console.security.models import LoginSession, User
+from console.suppliers.models import Supplier, SupplierSyncRun, SyncStatus
+
+__all__ = [
+    "Approval",
+    "ApprovalItem",
+    "ApprovalStatus",
+    "AuditChainHead",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "Base",
+    "Coupon",
+    "CouponReservation",
+    "CouponReservationStatus",
+    "DisputeStatus",
+    "FindingStatus",
+    "FindingType",
+    "IdempotencyRecord",
+    "InventoryItem",
+    "InventoryLedgerEntry",
+    "InventoryReservation",
+    "Invoice",
+    "InvoiceStatus",
+    "InvoiceTransmission",
+    "JobRun",
+    "JobStatus",
+    "LedgerReason",
+    "LoginSession",
+    "MoneyMovement",
+    "MovementKind",
+    "MovementStatus",
+    "Order",
+    "OrderLine",
+    "OrderNote",
+    "OrderStatus",
+    "Payment",
+    "PaymentStatus",
+    "PayoutStatus",
+    "ReconciliationFinding",
+    "ReconciliationRun",
+    "ReservationStatus",
+    "RunStatus",
+    "Seller",
+    "SellerPayout",
+    "Severity",
+    "Supplier",
+    "SupplierSyncRun",
+    "SyncStatus",
+    "User",
+    "WebhookEvent",
+    "WebhookRejection",
+    "WebhookStatus",
+]

@@ -1,0 +1,121 @@
+"""Prometheus metrics under the runbooks' names.
+
+Counters live in the process; queue gauges are computed from the database
+at scrape time (each a partial-index count), so every worker reports the
+same truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["method", "endpoint", "status"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 2, 5),
+)
+WEBHOOK_EVENTS = Counter(
+    "webhook_events_total", "Stripe webhook deliveries by outcome", ["status"], registry=REGISTRY
+)
+PAYMENT_FAILURES = Counter("payment_failures_total", "Failed payments", registry=REGISTRY)
+INVOICE_ISSUE = Counter(
+    "invoice_issue_total", "Invoice transmission attempts", ["status"], registry=REGISTRY
+)
+REFUND_OPERATIONS = Counter(
+    "refund_operations_total", "Refunds issued", ["status"], registry=REGISTRY
+)
+SUPPLIER_SYNC_FAILURES = Counter(
+    "supplier_sync_failures_total", "Failed supplier syncs", registry=REGISTRY
+)
+CONSOLE_ACTIONS = Counter(
+    "console_actions_total", "Guarded actions by outcome", ["action", "outcome"], registry=REGISTRY
+)
+
+
+class QueueCollector(Collector):
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def describe(self) -> list[Any]:
+        # Registering must not query the database (it may not be migrated yet).
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from console import db
+        from console.db import utcnow
+        from console.ops.jobs import job_health
+        from console.queues import queue_counts
+
+        with self.app.app_context():
+            s = db.session()
+            now = utcnow()
+            counts = queue_counts(s, now)
+            for name, value, doc in (
+                ("stuck_paid_orders", counts.stuck_orders, "Orders stuck after payment"),
+                ("failed_invoices", counts.failed_invoices, "Invoices needing attention"),
+                ("coupon_reservation_leaks", counts.coupon_leaks, "Expired coupon holds"),
+                ("payouts_ready", counts.payouts_ready, "Seller payouts ready to release"),
+            ):
+                gauge = GaugeMetricFamily(name, doc)
+                gauge.add_metric([], value)
+                yield gauge
+            findings = GaugeMetricFamily(
+                "reconciliation_open_findings", "Open findings", labels=["severity"]
+            )
+            for severity, n in counts.findings.items():
+                findings.add_metric([severity], n)
+            yield findings
+            last_success = GaugeMetricFamily(
+                "job_last_success_timestamp_seconds", "Last successful run", labels=["job"]
+            )
+            for health in job_health(s, now):
+                if health.last_success_at is not None:
+                    last_success.add_metric([health.spec.name], health.last_success_at.timestamp())
+            yield last_success
+            s.rollback()
+
+
+_collector: QueueCollector | None = None
+
+
+def init_metrics(app: Flask) -> None:
+    global _collector  # noqa: PLW0603  (one registry per process, as Prometheus expects)
+    if _collector is None:
+        _collector = QueueCollector(app)
+        REGISTRY.register(_collector)
+    else:
+        _collector.app = app
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(resp: Response) -> Response:
+        started = g.get("request_started")
+        if started is not None:
+            HTTP_DURATION.labels(
+                request.method, request.endpoint or "unknown", str(resp.status_code)
+            ).observe(time.perf_counter() - started)
+        return resp
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)

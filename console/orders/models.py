@@ -1,0 +1,114 @@
+"""Orders, their lines and notes (runbooks 000-004)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from console.db import Base, utcnow
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    CONFIRMED = "confirmed"
+    PROCESSING = "processing"
+    FULFILLED = "fulfilled"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class Order(Base):
+    """An order of the shop; `confirmed`, not `paid`, is the finalization state."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        # Keyset pagination over all orders.
+        Index("ix_orders_created_id", "created_at", "id"),
+        # Stuck: paid and its webhook not processed (runbook 002).
+        Index(
+            "ix_orders_stuck_unprocessed",
+            "paid_at",
+            "id",
+            postgresql_where=text("status = 'paid' AND webhook_processed_at IS NULL"),
+            sqlite_where=text("status = 'paid' AND webhook_processed_at IS NULL"),
+        ),
+        # Stuck: processing but never forwarded to the supplier (runbook 001).
+        Index(
+            "ix_orders_stuck_processing",
+            "updated_at",
+            "id",
+            postgresql_where=text("status = 'processing' AND supplier_forwarded_at IS NULL"),
+            sqlite_where=text("status = 'processing' AND supplier_forwarded_at IS NULL"),
+        ),
+        # Stuck: amount or currency mismatch, possible fraud (runbook 002).
+        Index(
+            "ix_orders_amount_mismatch",
+            "updated_at",
+            "id",
+            postgresql_where=text("amount_mismatch"),
+            sqlite_where=text("amount_mismatch"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[OrderStatus] = mapped_column(default=OrderStatus.PENDING)
+    customer_email: Mapped[str] = mapped_column(String(320), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_refunded: Mapped[int] = mapped_column(default=0)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    listing_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    seller_email: Mapped[str | None] = mapped_column(String(320))
+    amount_mismatch: Mapped[bool] = mapped_column(default=False)
+    paid_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    webhook_processed_at: Mapped[datetime | None]
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"))
+    supplier_forwarded_at: Mapped[datetime | None]
+    supplier_order_ref: Mapped[str | None] = mapped_column(String(128))
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
+    completed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"
+    )
+    notes: Mapped[list[OrderNote]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderNote.id"
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int]
+    unit_amount: Mapped[int]
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class OrderNote(Base):
+    """An internal note; manual edits are recorded here (runbook 002)."""
+
+    __tablename__ = "order_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    author_sub: Mapped[str] = mapped_column(String(255))
+    author_email: Mapped[str] = mapped_column(String(320), default="")
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="notes")

@@ -1,0 +1,217 @@
+"""The Stripe gateway: the only module of the console that imports `stripe`.
+
+It hands back plain dicts and raises `GatewayError`s that say what the caller
+may do next: retry (429, 5xx, timeouts), or stop (invalid request, card
+error). For calls that move money, a timeout or a 5xx means the outcome is
+*unknown*: the caller keeps its attempt `in_flight` and re-issues the same
+idempotency key later instead of assuming failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from flask import current_app
+
+from console.config import Settings
+
+DEFAULT_TOLERANCE = 300
+
+
+@dataclass
+class GatewayError(Exception):
+    """A Stripe call that did not succeed, classified for the caller."""
+
+    # rate_limited | unavailable | timeout | invalid | not_found | auth | card | idempotency
+    kind: str
+    message: str
+    http_status: int | None = None
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return f"Stripe {self.kind}: {self.message}"
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limited", "unavailable", "timeout")
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """True when Stripe may have acted although we got no answer."""
+        return self.kind in ("unavailable", "timeout")
+
+
+class SignatureError(Exception):
+    """A webhook whose signature does not verify (or is too old)."""
+
+
+def _classify(exc: stripe.StripeError) -> GatewayError:
+    status = getattr(exc, "http_status", None)
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.RateLimitError) or status == 429:
+        return GatewayError("rate_limited", message, status, code)
+    if isinstance(exc, stripe.APIConnectionError):
+        kind = (
+            "timeout" if "timed out" in str(exc).lower() or "timeout" in str(exc) else "unavailable"
+        )
+        return GatewayError(kind, message, status, code)
+    if isinstance(exc, stripe.IdempotencyError):
+        return GatewayError("idempotency", message, status, code)
+    if isinstance(exc, stripe.CardError):
+        return GatewayError("card", message, status, code)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return GatewayError("auth", message, status, code)
+    if isinstance(exc, stripe.InvalidRequestError):
+        kind = "not_found" if status == 404 or code == "resource_missing" else "invalid"
+        return GatewayError(kind, message, status, code)
+    if (status is not None and status >= 500) or isinstance(exc, stripe.APIError):
+        return GatewayError("unavailable", message, status, code)
+    return GatewayError("invalid", message, status, code)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as plain JSON-able data."""
+    if hasattr(obj, "to_dict"):
+        data: dict[str, Any] = obj.to_dict()
+        return data
+    return dict(obj)
+
+
+class StripeGateway:
+    """Calls Stripe with one configured client; every POST takes an idempotency key."""
+
+    def __init__(self, settings: Settings) -> None:
+        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        self.live = settings.stripe_api_key.startswith(("sk_live", "rk_live"))
+        self.webhook_secret = settings.stripe_webhook_secret
+        self.client = stripe.StripeClient(
+            settings.stripe_api_key,
+            base_addresses=base,  # type: ignore[arg-type]
+            http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds),
+            max_network_retries=0,  # retries are the caller's decision, with the same key
+        )
+        self.calls = 0
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+
+    # -- reads
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        return _plain(
+            self._call(
+                self.client.v1.payment_intents.retrieve,
+                payment_intent_id,
+                {"expand": ["latest_charge"]},
+            )
+        )
+
+    def list_payment_intents(
+        self, *, created_gte: int | None = None, created_lt: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every PaymentIntent in a window, 100 per call, newest first."""
+        params: dict[str, Any] = {"limit": 100}
+        created: dict[str, int] = {}
+        if created_gte is not None:
+            created["gte"] = created_gte
+        if created_lt is not None:
+            created["lt"] = created_lt
+        if created:
+            params["created"] = created
+        yield from self._paginate(self.client.v1.payment_intents.list, params)
+
+    def list_transfers(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        yield from self._paginate(self.client.v1.transfers.list, {"limit": 100, **filters})
+
+    def _paginate(self, fn: Any, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        page = self._call(fn, params)
+        while True:
+            data = list(page.data)
+            for item in data:
+                yield _plain(item)
+            if not page.has_more or not data:
+                return
+            page = self._call(fn, {**params, "starting_after": data[-1].id})
+
+    def retrieve_account(self, account_id: str) -> dict[str, Any]:
+        return _plain(self._call(self.client.v1.accounts.retrieve, account_id))
+
+    # -- money movement (always with an idempotency key)
+
+    def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "metadata": dict(metadata),
+        }
+        if reason:
+            params["reason"] = reason
+        return _plain(
+            self._call(self.client.v1.refunds.create, params, {"idempotency_key": idempotency_key})
+        )
+
+    def create_transfer(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        destination: str,
+        transfer_group: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> dict[str, Any]:
+        params = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "destination": destination,
+            "transfer_group": transfer_group,
+            "metadata": dict(metadata),
+        }
+        return _plain(
+            self._call(
+                self.client.v1.transfers.create, params, {"idempotency_key": idempotency_key}
+            )
+        )
+
+    # -- webhooks
+
+    def verify_webhook(
+        self, payload: bytes, signature_header: str | None, tolerance: int = DEFAULT_TOLERANCE
+    ) -> dict[str, Any]:
+        """Verify Stripe's signature on the raw body; return the event as a dict."""
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"), signature_header or "", self.webhook_secret, tolerance
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise SignatureError(str(exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise SignatureError("body is not UTF-8") from exc
+        event: dict[str, Any] = json.loads(payload)
+        return event
+
+
+def gateway() -> StripeGateway:
+    """The app's gateway (one client per app)."""
+    existing: StripeGateway | None = current_app.extensions.get("stripe_gateway")
+    if existing is None:
+        existing = StripeGateway(current_app.config["SETTINGS"])
+        current_app.extensions["stripe_gateway"] = existing
+    return existing

@@ -1,0 +1,137 @@
+"""Sellers, their payouts and four-eyes release approvals (runbook 003)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from console.db import Base, utcnow
+
+
+class Seller(Base):
+    __tablename__ = "sellers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    stripe_account_id: Mapped[str] = mapped_column(String(255), index=True)
+    transfers_enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PayoutStatus(enum.StrEnum):
+    HELD = "held"
+    ELIGIBLE = "eligible"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    RELEASED = "released"
+    FAILED = "failed"
+
+
+class DisputeStatus(enum.StrEnum):
+    NONE = "none"
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class SellerPayout(Base):
+    """Seller funds held until the protection window ends and delivery is confirmed."""
+
+    __tablename__ = "seller_payouts"
+    __table_args__ = (
+        Index(
+            "ix_seller_payouts_ready",
+            "protection_ends_at",
+            "id",
+            postgresql_where=text(
+                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
+            ),
+            sqlite_where=text(
+                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
+            ),
+        ),
+        Index("ix_seller_payouts_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    seller_id: Mapped[int] = mapped_column(ForeignKey("sellers.id"), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    destination_account: Mapped[str] = mapped_column(String(255))
+    status: Mapped[PayoutStatus] = mapped_column(default=PayoutStatus.HELD)
+    protected: Mapped[bool] = mapped_column(default=True)
+    admin_hold: Mapped[bool] = mapped_column(default=False)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    dispute_status: Mapped[DisputeStatus] = mapped_column(default=DisputeStatus.NONE)
+    dispute_opened_at: Mapped[datetime | None]
+    protection_ends_at: Mapped[datetime | None]
+    delivery_confirmed_at: Mapped[datetime | None]
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
+    released_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    seller: Mapped[Seller] = relationship()
+
+
+class ApprovalStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    VOIDED = "voided"
+    EXECUTED = "executed"
+
+
+class Approval(Base):
+    """A release request bound to a hash of its exact payload (four eyes)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index(
+            "ix_approvals_pending",
+            "requested_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), default="payout_release")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[ApprovalStatus] = mapped_column(default=ApprovalStatus.PENDING)
+    requested_by_sub: Mapped[str] = mapped_column(String(255))
+    requested_by_email: Mapped[str] = mapped_column(String(320), default="")
+    request_reason: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_sub: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+    items: Mapped[list[ApprovalItem]] = relationship(
+        back_populates="approval", order_by="ApprovalItem.id"
+    )
+
+
+class ApprovalItem(Base):
+    __tablename__ = "approval_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), index=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("seller_payouts.id"), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    destination_account: Mapped[str] = mapped_column(String(255))
+    result: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+
+    approval: Mapped[Approval] = relationship(back_populates="items")

@@ -1,0 +1,90 @@
+"""Template helpers: money, times, permissions and the action buttons of a row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, request, url_for
+from flask_login import current_user
+from markupsafe import Markup
+
+from console.actions.framework import Action, actions_for
+from console.db import utcnow
+from console.security.permissions import Permission
+
+ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"}
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    """Format integer minor units: 4200, 'eur' -> '42.00 EUR'."""
+    if amount is None:
+        return "—"
+    cur = (currency or "").upper()
+    if cur in ZERO_DECIMAL:
+        return f"{amount:,} {cur}"
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 100)
+    return f"{sign}{major:,}.{minor:02d} {cur}"
+
+
+def ago(ts: datetime | None) -> str:
+    """A short age: '3 min', '5 h', '2 d'."""
+    if ts is None:
+        return "—"
+    seconds = int((utcnow() - ts).total_seconds())
+    if seconds < 0:
+        return "in " + ago(utcnow() - (ts - utcnow()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d"
+
+
+def timestamp(ts: datetime | None) -> Markup | str:
+    if ts is None:
+        return "—"
+    iso = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = ts.strftime("%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}">{}</time>').format(iso, text)
+
+
+def can(permission: str) -> bool:
+    return bool(current_user.is_authenticated and current_user.can(Permission(permission)))
+
+
+def available_actions(target_type: str, target: Any) -> list[Action[Any]]:
+    """The actions this user may run on this target now (buttons to show)."""
+    if not current_user.is_authenticated:
+        return []
+    return [
+        a
+        for a in actions_for(target_type)
+        if current_user.can(a.permission) and a.available(target)
+    ]
+
+
+def action_href(action: Action[Any], target_id: Any, next_url: str | None = None) -> str:
+    return url_for(
+        "actions.act",
+        name=action.name,
+        target_id=str(target_id),
+        next=next_url or request.full_path.rstrip("?"),
+    )
+
+
+def init_templating(app: Flask) -> None:
+    app.jinja_env.filters.update(money=money, ago=ago, timestamp=timestamp)
+    app.jinja_env.globals.update(
+        can=can,
+        available_actions=available_actions,
+        action_href=action_href,
+        Permission=Permission,
+    )
+
+    @app.context_processor
+    def _inject() -> dict[str, Any]:
+        return {"settings": app.config["SETTINGS"]}

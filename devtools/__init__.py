@@ -1,0 +1,1 @@
+"""Local peers for the demo and the tests (never imported by console/)."""

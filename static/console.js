@@ -1,0 +1,49 @@
+// Progressive enhancement only: every link and form works without this file.
+(function () {
+  "use strict";
+  var opener = null;
+
+  function dialog() { return document.getElementById("action-dialog"); }
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var target = evt.detail.target;
+    if (target && target.id === "dialog-content" && !dialog().open) {
+      opener = document.activeElement;
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "dialog-content") { return; }
+    var d = dialog();
+    if (!d.open) { d.showModal(); }
+    var focusable = d.querySelector("[autofocus], textarea, input:not([type=hidden]), button");
+    if (focusable) { focusable.focus(); }
+  });
+
+  function closeDialog() {
+    var d = dialog();
+    if (d && d.open) { d.close(); }
+  }
+
+  document.addEventListener("console:close-dialog", closeDialog);
+  document.body && document.body.addEventListener("console:close-dialog", closeDialog);
+
+  document.addEventListener("click", function (evt) {
+    var el = evt.target.closest("[data-close-dialog]");
+    if (el && dialog().open) {
+      evt.preventDefault();
+      closeDialog();
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var d = dialog();
+    if (!d) { return; }
+    d.addEventListener("close", function () {
+      document.getElementById("dialog-content").innerHTML = "";
+      if (opener && document.body.contains(opener)) { opener.focus(); }
+      opener = null;
+    });
+  });
+})();

@@ -1,0 +1,253 @@
+"""Test fixtures: real PostgreSQL, a real OIDC provider, the real Stripe SDK.
+
+- `pg_url`: a fresh PostgreSQL database per test session, migrated with
+  Alembic (so the audit triggers exist), dropped at the end.
+- `app` + `client`: each test runs inside a transaction rolled back at the
+  end; the app's sessions join it through savepoints, so service commits
+  work and leave nothing behind.
+- `auth`: logs in through the mock identity provider (oauth2-mock-server),
+  exactly as a browser would: /login -> IdP /authorize -> /auth/callback.
+- `committed_app` / `live_server`: no outer transaction, for threads,
+  processes and the browser; `clean_db` empties the tables between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from console import create_app
+from console.db import get_db
+from devtools.idp import MockIdP
+from devtools.stripe_double import StripeDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+IDENTITIES: dict[str, dict[str, Any]] = {
+    "support": {"sub": "sub-support-1", "email": "support@example.test", "groups": ["ops-support"]},
+    "admin": {"sub": "sub-admin-1", "email": "admin@example.test", "groups": ["ops-admins"]},
+    "admin2": {"sub": "sub-admin-2", "email": "admin2@example.test", "groups": ["ops-admins"]},
+    "auditor": {"sub": "sub-auditor-1", "email": "auditor@example.test", "groups": ["ops-audit"]},
+    "nogroup": {"sub": "sub-nogroup-1", "email": "nogroup@example.test", "groups": ["marketing"]},
+}
+ROLES = ("support", "admin", "auditor")
+ROLE_MAP = "ops-support=support,ops-admins=admin,ops-audit=auditor"
+
+
+# --------------------------------------------------------------------------- peers
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"console_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    from alembic import command
+
+    from console.cli import alembic_config
+
+    command.upgrade(alembic_config(url), "head")
+    yield url
+    from sqlalchemy import create_engine
+
+    create_engine(url).dispose()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def idp() -> Iterator[MockIdP]:
+    server = MockIdP.start()
+    for hint, claims in IDENTITIES.items():
+        server.add_identity(hint, **claims)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_double() -> Iterator[StripeDouble]:
+    double = StripeDouble.start()
+    yield double
+    double.stop()
+
+
+def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: Any) -> dict:
+    config = {
+        "CONSOLE_ENV": "test",
+        "DATABASE_URL": pg_url,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-prod-0123456789",
+        "OIDC_ISSUER": idp.issuer,
+        "OIDC_CLIENT_ID": "console-test",
+        "OIDC_CLIENT_SECRET": "console-test-secret",
+        "ROLE_MAP": ROLE_MAP,
+        "STRIPE_API_KEY": "sk_test_console",
+        "STRIPE_WEBHOOK_SECRET": "whsec_test_console",
+        "STRIPE_API_BASE": stripe_double.url,
+        "AUDIT_SIGNING_KEY": "",
+    }
+    config.update(extra)
+    return config
+
+
+# --------------------------------------------------------------------------- app
+
+
+@pytest.fixture(scope="session")
+def session_app(pg_url: str, idp: MockIdP, stripe_double: StripeDouble) -> Flask:
+    return create_app(app_config(pg_url, idp, stripe_double))
+
+
+@pytest.fixture
+def app(session_app: Flask, idp: MockIdP) -> Iterator[Flask]:
+    """The app with every session joined to one outer transaction, rolled back."""
+    database = get_db(session_app)
+    conn = database.engine.connect()
+    outer = conn.begin()
+    database.sessionmaker.configure(bind=conn, join_transaction_mode="create_savepoint")
+    try:
+        yield session_app
+    finally:
+        database.sessionmaker.configure(
+            bind=database.engine, join_transaction_mode="conditional_savepoint"
+        )
+        outer.rollback()
+        conn.close()
+        idp.set_fault("none")
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class AuthActions:
+    """Log in through the identity provider, as a browser would."""
+
+    def __init__(self, client: FlaskClient, idp: MockIdP) -> None:
+        self.client = client
+        self.idp = idp
+
+    def start(self, hint: str, *, next_url: str = "/", step_up: bool = False) -> str:
+        """Begin the flow; return the IdP authorization URL the app redirected to."""
+        params: dict[str, Any] = {"sso": 1, "login_hint": hint, "next": next_url}
+        if step_up:
+            params["step_up"] = 1
+        resp = self.client.get("/login", query_string=params)
+        assert resp.status_code == 302, resp.data[:500]
+        location = resp.headers["Location"]
+        assert location.startswith(self.idp.issuer), location
+        return location
+
+    def authorize(self, authorize_url: str) -> str:
+        """Let the IdP answer the authorization request; return the callback path."""
+        resp = requests.get(authorize_url, allow_redirects=False, timeout=10)
+        assert resp.status_code in (302, 303), resp.text[:300]
+        callback = urlsplit(resp.headers["Location"])
+        return f"{callback.path}?{callback.query}"
+
+    def login(self, hint: str, *, next_url: str = "/", step_up: bool = False) -> Any:
+        callback = self.authorize(self.start(hint, next_url=next_url, step_up=step_up))
+        return self.client.get(callback)
+
+    def as_role(self, role: str) -> Any:
+        resp = self.login(role)
+        assert resp.status_code == 302, resp.data[:800]
+        return resp
+
+    def logout(self) -> Any:
+        return self.client.post("/logout", data={"csrf_token": self.csrf_token()})
+
+    def csrf_token(self, path: str = "/") -> str:
+        resp = self.client.get(path)
+        html = resp.get_data(as_text=True)
+        marker = '"X-CSRFToken": "'
+        start = html.index(marker) + len(marker)
+        return html[start : html.index('"', start)]
+
+
+@pytest.fixture
+def auth(client: FlaskClient, idp: MockIdP) -> AuthActions:
+    return AuthActions(client, idp)
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+# --------------------------------------------------------------------------- committed
+
+
+TRUNCATE_SKIP = {"alembic_version", "audit_chain_head"}
+
+
+def truncate_all(app: Flask) -> None:
+    """Empty every table (audit triggers bypassed for this session only)."""
+    engine = get_db(app).engine
+    with engine.begin() as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+            if r[0] not in TRUNCATE_SKIP
+        ]
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("UPDATE audit_chain_head SET last_seq = 0, last_hash = :h WHERE id = 1"),
+            {"h": "0" * 64},
+        )
+
+
+@pytest.fixture
+def committed_app(session_app: Flask) -> Iterator[Flask]:
+    """The app committing for real (threads, processes, browser); emptied after."""
+    truncate_all(session_app)
+    yield session_app
+    truncate_all(session_app)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, app: Flask) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(committed_app: Flask) -> Iterator[LiveServer]:
+    with LiveServer(committed_app) as server:
+        yield server

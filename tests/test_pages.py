@@ -1,0 +1,122 @@
+"""Every page with every role: 200 or 403 as the role table says, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from console import db
+from console.audit.models import AuditEntry
+from console.demo.seed import seed
+from console.orders.models import Order
+from console.security.permissions import ROLE_PERMISSIONS, Permission
+
+PAGES: list[tuple[str, Permission | None]] = [
+    ("/", None),
+    ("/orders/stuck", Permission.QUEUES_VIEW),
+    ("/orders/stuck?reason=amount_mismatch", Permission.QUEUES_VIEW),
+    ("/orders/stuck?q=nobody@example.com", Permission.QUEUES_VIEW),
+    ("/webhooks", Permission.QUEUES_VIEW),
+    ("/invoices/failed", Permission.QUEUES_VIEW),
+    ("/payouts/ready", Permission.QUEUES_VIEW),
+    ("/payouts/ready?tab=blocked", Permission.QUEUES_VIEW),
+    ("/approvals", Permission.QUEUES_VIEW),
+    ("/reconciliation", Permission.QUEUES_VIEW),
+    ("/inventory/drift", Permission.QUEUES_VIEW),
+    ("/coupons/leaks", Permission.QUEUES_VIEW),
+    ("/ops/jobs", Permission.QUEUES_VIEW),
+    ("/audit", Permission.AUDIT_VIEW),
+    ("/audit?outcome=denied", Permission.AUDIT_VIEW),
+    ("/audit/export", Permission.AUDIT_EXPORT),
+]
+
+
+@pytest.fixture
+def seeded(app):
+    with app.app_context():
+        seed(db.session(), volume=120)
+        db.session().commit()
+
+
+@pytest.mark.parametrize("role", ["support", "admin", "auditor"])
+def test_every_page_with_every_role(app, auth, client, seeded, role):
+    auth.as_role(role)
+    with app.app_context():
+        order = db.session().scalars(select(Order).order_by(Order.id)).first()
+    pages = [*PAGES, (f"/orders/{order.external_id}", Permission.QUEUES_VIEW)]
+    granted = ROLE_PERMISSIONS[role]
+    for path, needs in pages:
+        resp = client.get(path)
+        expected = 200 if needs is None or needs in granted else 403
+        assert resp.status_code == expected, (role, path, resp.status_code)
+        assert "Traceback" not in resp.get_data(as_text=True)
+    with app.app_context():
+        denied = (
+            db.session()
+            .scalars(select(AuditEntry).where(AuditEntry.action == "page:view:denied"))
+            .all()
+        )
+    forbidden = [p for p, needs in pages if needs is not None and needs not in granted]
+    assert len(denied) == len(forbidden)
+
+
+def test_dashboard_shows_seeded_counts(app, auth, client, seeded):
+    from console.db import utcnow
+    from console.queues import queue_counts
+
+    auth.as_role("support")
+    html = client.get("/").get_data(as_text=True)
+    with app.app_context():
+        counts = queue_counts(db.session(), utcnow())
+    assert counts.stuck_orders > 0
+    assert f'<span class="count">{counts.stuck_orders}</span>' in html
+    assert f'<span class="count">{counts.payouts_ready}</span>' in html
+    assert 'href="/orders/stuck"' in html
+
+
+def test_unknown_url_is_a_404_page_without_traceback(auth, client):
+    auth.as_role("support")
+    resp = client.get("/no/such/page")
+    assert resp.status_code == 404
+    assert "There is nothing at this address" in resp.get_data(as_text=True)
+
+
+def test_unknown_order_is_404(auth, client):
+    auth.as_role("support")
+    assert client.get("/orders/ORD-NOPE").status_code == 404
+
+
+def test_bad_cursor_is_a_clear_400(auth, client):
+    auth.as_role("support")
+    resp = client.get("/orders/stuck?after=not-a-cursor")
+    assert resp.status_code == 400
+    assert "page link is not valid" in resp.get_data(as_text=True)
+
+
+def test_security_headers(auth, client):
+    auth.as_role("support")
+    resp = client.get("/")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "unsafe-eval" not in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Referrer-Policy"]
+    assert "Strict-Transport-Security" not in resp.headers  # test mode: plain http
+
+
+def test_healthz_and_metrics(client, app):
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    body = health.get_json()
+    assert body["database"] == "ok"
+    assert "payouts-auto-release" in body["jobs"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "http_request_duration_seconds",
+        "stuck_paid_orders",
+        "failed_invoices",
+        "coupon_reservation_leaks",
+        "payouts_ready",
+        "reconciliation_open_findings",
+    ):
+        assert name in metrics

@@ -101,6 +101,7 @@ def _register_blueprints(app: Flask) -> None:
     # Declarations register themselves on import: actions and webhook handlers.
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
+    from console.payments import actions as _payment_actions  # noqa: F401
 
 
 def _register_request_hooks(app: Flask) -> None:

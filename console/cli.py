@@ -45,5 +45,7 @@ def db_current() -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     from console.demo.cli import demo_cli
+    from console.payments.cli import payouts_cli, webhooks_cli
 
-    app.cli.add_command(demo_cli)
+    for group in (demo_cli, webhooks_cli, payouts_cli):
+        app.cli.add_command(group)

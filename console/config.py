@@ -159,4 +159,5 @@ def load_settings(
         session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
         step_up_seconds=_int(env, "STEP_UP_SECONDS", 300),
         audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 400),
+        stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
     )

@@ -89,6 +89,30 @@ def stripe_double() -> Iterator[StripeDouble]:
     double.stop()
 
 
+@pytest.fixture
+def stripe(stripe_double: StripeDouble) -> Iterator[StripeDouble]:
+    """The double with no faults, rate limit or request log left from another test."""
+    stripe_double.clear_faults()
+    stripe_double.set_rate_limit(0)
+    stripe_double.clear_requests_log()
+    yield stripe_double
+    stripe_double.clear_faults()
+    stripe_double.set_rate_limit(0)
+
+
+@pytest.fixture
+def stripe_client(stripe_double: StripeDouble):
+    """The real stripe SDK pointed at the double, for arranging Stripe-side state."""
+    import stripe as stripe_sdk
+
+    return stripe_sdk.StripeClient(
+        "sk_test_console",
+        base_addresses={"api": stripe_double.url},
+        http_client=stripe_sdk.RequestsClient(timeout=10),
+        max_network_retries=0,
+    )
+
+
 def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: Any) -> dict:
     config = {
         "CONSOLE_ENV": "test",
@@ -101,6 +125,7 @@ def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: 
         "STRIPE_API_KEY": "sk_test_console",
         "STRIPE_WEBHOOK_SECRET": "whsec_test_console",
         "STRIPE_API_BASE": stripe_double.url,
+        "STRIPE_TIMEOUT_SECONDS": "2",
         "AUDIT_SIGNING_KEY": "",
     }
     config.update(extra)

@@ -133,6 +133,8 @@ class Action(Generic[T]):
     reason_help: str = "Why you are doing this. It goes into the audit log as written."
     row: Callable[[T], tuple[str, str, dict[str, Any]]] | None = None
     """(template, block, context) that renders the target's row for an htmx swap."""
+    prefill: Callable[[T, ActionForm], None] | None = None
+    """Fill sensible defaults into a fresh form (e.g. the refundable amount)."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None

@@ -108,6 +108,8 @@ def act(name: str, target_id: str) -> Any:
             abort(404)
         form.idempotency_key.data = new_idempotency_key()
         form.next.data = safe_next(request.args.get("next"), action.return_url(target))
+        if action.prefill is not None:
+            action.prefill(target, form)
         return _render_confirm(action, target, form, stale=action.precondition(target))
 
     form.next.data = safe_next(form.next.data, "/")

@@ -148,11 +148,35 @@ class ProcessResult:
         self.retryable = retryable
 
 
-def process_event(s: Session, event_id: str, *, dry_run: bool = False) -> ProcessResult:
-    """Run the handler for a stored event once; the order change and the status commit together.
+def apply_event(s: Session, event_row: WebhookEvent, *, flush: bool = True) -> WebhookStatus:
+    """Run the event's handler in the caller's transaction and mark it done.
 
-    With `dry_run`, the handler runs and everything is rolled back.
+    Raises what the handler raises; the caller rolls back and records the
+    failure. Nothing is committed here.
     """
+    handler = HANDLERS.get(event_row.type)
+    if handler is None:
+        event_row.status = WebhookStatus.IGNORED
+    else:
+        handler(s, json.loads(event_row.raw_body))
+        event_row.status = WebhookStatus.PROCESSED
+    event_row.processed_at = utcnow()
+    event_row.attempts += 1
+    event_row.last_error = None
+    if flush:
+        s.flush()
+    return event_row.status
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether Stripe redelivering (or a person retrying) can help."""
+    return isinstance(exc, OperationalError | DBAPIError) or (
+        isinstance(exc, GatewayError) and exc.retryable
+    )
+
+
+def process_event(s: Session, event_id: str) -> ProcessResult:
+    """Process a stored event once: the order change and the status commit together."""
     event_row = s.scalar(
         select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
     )
@@ -163,53 +187,32 @@ def process_event(s: Session, event_id: str, *, dry_run: bool = False) -> Proces
         status = event_row.status
         s.rollback()
         return ProcessResult(status)
-    event = json.loads(event_row.raw_body)
-    handler = HANDLERS.get(event_row.type)
-    if handler is None:
-        event_row.status = WebhookStatus.IGNORED
-        event_row.processed_at = utcnow()
-        if dry_run:
-            s.rollback()
-        else:
-            s.commit()
-        return ProcessResult(WebhookStatus.IGNORED)
     try:
-        handler(s, event)
+        status = apply_event(s, event_row)
     except (GatewayError, OperationalError, DBAPIError, Unprocessable) as exc:
-        retryable = isinstance(exc, OperationalError | DBAPIError) or (
-            isinstance(exc, GatewayError) and exc.retryable
-        )
         s.rollback()
-        return _mark_failed(s, event_id, str(exc), retryable, dry_run)
+        return mark_failed(s, event_id, str(exc), retryable=is_retryable(exc))
     except Exception as exc:
         log.exception("webhook handler for %s failed", event_id)
         s.rollback()
-        return _mark_failed(s, event_id, f"{type(exc).__name__}: {exc}", False, dry_run)
-    if dry_run:
-        s.rollback()
-        return ProcessResult(WebhookStatus.PROCESSED)
-    event_row.status = WebhookStatus.PROCESSED
-    event_row.processed_at = utcnow()
-    event_row.attempts += 1
-    event_row.last_error = None
+        return mark_failed(s, event_id, f"{type(exc).__name__}: {exc}", retryable=False)
     s.commit()
-    WEBHOOK_EVENTS.labels("processed").inc()
-    return ProcessResult(WebhookStatus.PROCESSED)
+    if status == WebhookStatus.PROCESSED:
+        WEBHOOK_EVENTS.labels("processed").inc()
+    return ProcessResult(status)
 
 
-def _mark_failed(
-    s: Session, event_id: str, error: str, retryable: bool, dry_run: bool
-) -> ProcessResult:
-    if not dry_run:
-        s.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.event_id == event_id, WebhookEvent.processed_at.is_(None))
-            .values(
-                status=WebhookStatus.FAILED,
-                attempts=WebhookEvent.attempts + 1,
-                last_error=error[:2000],
-            )
+def mark_failed(s: Session, event_id: str, error: str, *, retryable: bool) -> ProcessResult:
+    """Record a failed processing attempt (its own commit)."""
+    s.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.event_id == event_id, WebhookEvent.processed_at.is_(None))
+        .values(
+            status=WebhookStatus.FAILED,
+            attempts=WebhookEvent.attempts + 1,
+            last_error=error[:2000],
         )
-        s.commit()
-        WEBHOOK_EVENTS.labels("error").inc()
+    )
+    s.commit()
+    WEBHOOK_EVENTS.labels("error").inc()
     return ProcessResult(WebhookStatus.FAILED, error, retryable)

@@ -1,0 +1,139 @@
+"""Guarded actions on Stripe webhook events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from console.actions.framework import Action, ActionContext, ActionError, Outcome, declare
+from console.ops.metrics import WEBHOOK_EVENTS
+from console.payments.gateway import GatewayError
+from console.payments.handlers import HANDLERS, Unprocessable
+from console.payments.models import WebhookEvent, WebhookStatus
+from console.payments.webhooks import apply_event, mark_failed
+from console.security.permissions import Permission
+
+
+def load_event(s: Session, event_id: str, lock: bool) -> WebhookEvent | None:
+    stmt = select(WebhookEvent).where(WebhookEvent.event_id == event_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return s.scalar(stmt)
+
+
+def event_snapshot(e: WebhookEvent) -> dict[str, Any]:
+    return {
+        "status": e.status.value,
+        "attempts": e.attempts,
+        "processed_at": e.processed_at,
+        "last_error": e.last_error,
+    }
+
+
+def _replay_precondition(e: WebhookEvent) -> str | None:
+    if e.processed_at is not None:
+        return (
+            f"event {e.event_id} was already processed; replay is only allowed while it is "
+            "unprocessed (runbook 002)."
+        )
+    return None
+
+
+def _replay_describe(e: WebhookEvent) -> list[tuple[str, str]]:
+    handled = "yes" if e.type in HANDLERS else "no: it will be marked ignored"
+    return [
+        ("Event", f"{e.event_id} ({e.type})"),
+        ("Object", e.object_id or "—"),
+        ("Attempts so far", str(e.attempts)),
+        ("Last error", e.last_error or "—"),
+        ("Handled type", handled),
+        ("Effect", "Re-runs processing from the stored body, exactly once."),
+    ]
+
+
+def replay_preview(s: Session, e: WebhookEvent, _params: dict[str, Any]) -> list[tuple[str, str]]:
+    """Dry run: apply the event inside a savepoint, list what would change, roll back."""
+    nested = s.begin_nested()
+    try:
+        with s.no_autoflush:
+            apply_event(s, e, flush=False)
+            lines = [("Would succeed", "yes"), *describe_pending_changes(s, skip=e)]
+    except (Unprocessable, GatewayError, ValueError, LookupError) as exc:
+        lines = [("Would succeed", "no"), ("Because", str(exc))]
+    finally:
+        nested.rollback()
+        s.expire_all()
+    return lines
+
+
+def describe_pending_changes(s: Session, skip: object = None) -> list[tuple[str, str]]:
+    """Unflushed changes in words: 'Order ORD-1: status paid -> confirmed'."""
+    lines: list[tuple[str, str]] = []
+    for obj in list(s.dirty) + list(s.new):
+        if obj is skip:
+            continue
+        state = inspect(obj)
+        name = f"{type(obj).__name__} {getattr(obj, 'external_id', None) or getattr(obj, 'id', '')}"
+        changes = []
+        for attr in state.mapper.column_attrs:
+            hist = state.attrs[attr.key].history
+            if hist.added and attr.key not in ("updated_at",):
+                old = hist.deleted[0] if hist.deleted else None
+                new = hist.added[0]
+                changes.append(f"{attr.key}: {_word(old)} -> {_word(new)}")
+        if changes:
+            lines.append((name.strip(), "; ".join(changes)))
+    return lines
+
+
+def _word(value: Any) -> str:
+    if value is None:
+        return "—"
+    return str(getattr(value, "value", value))[:60]
+
+
+def _replay_effect(ctx: ActionContext, e: WebhookEvent) -> Outcome:
+    try:
+        status = apply_event(ctx.session, e)
+    except (Unprocessable, GatewayError) as exc:
+        event_id = e.event_id
+        ctx.session.rollback()
+        with_session_failure(event_id, str(exc), isinstance(exc, GatewayError) and exc.retryable)
+        raise ActionError(
+            f"Replay did not succeed: {exc}", status=502 if isinstance(exc, GatewayError) else 422
+        ) from exc
+    WEBHOOK_EVENTS.labels("retry").inc()
+    if status == WebhookStatus.IGNORED:
+        return Outcome(f"Event {e.event_id} has no handler; marked ignored.")
+    return Outcome(f"Event {e.event_id} replayed and processed.")
+
+
+def with_session_failure(event_id: str, error: str, retryable: bool) -> None:
+    from console.db import separate_session
+
+    with separate_session() as s:
+        mark_failed(s, event_id, error, retryable=retryable)
+
+
+def event_url(e: WebhookEvent) -> str:
+    return url_for("queues.webhooks", q=e.event_id)
+
+
+replay_event = declare(
+    Action[WebhookEvent](
+        name="webhooks:event:replay",
+        label="Replay event",
+        permission=Permission.WEBHOOKS_EVENT_REPLAY,
+        target_type="webhook_event",
+        load=load_event,
+        precondition=_replay_precondition,
+        describe=_replay_describe,
+        effect=_replay_effect,
+        snapshot=event_snapshot,
+        return_url=event_url,
+        preview=replay_preview,
+    )
+)

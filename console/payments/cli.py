@@ -1,0 +1,111 @@
+"""`flask --app wsgi webhooks replay EVENT_ID` and `payouts resume`."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+from flask.cli import AppGroup
+
+webhooks_cli = AppGroup("webhooks", help="Stripe webhook events.")
+payouts_cli = AppGroup("payouts", help="Seller payouts and money movements.")
+
+
+def cli_actor() -> dict[str, object]:
+    """Who ran a command: the operating-system user, marked as the CLI."""
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return {"sub": f"cli:{user}", "email": None, "roles": ["cli"]}
+
+
+@webhooks_cli.command("replay")
+@click.argument("event_id")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+def replay_cmd(event_id: str, dry_run: bool) -> None:
+    """Re-run processing of an unprocessed event from its stored body."""
+    from console import db
+    from console.audit.service import record
+    from console.payments.actions import describe_pending_changes, load_event
+    from console.payments.webhooks import ProcessResult, apply_event, is_retryable, mark_failed
+
+    s = db.session()
+    event = load_event(s, event_id, True)
+    if event is None:
+        raise click.ClickException(f"no stored event {event_id}")
+    if event.processed_at is not None:
+        raise click.ClickException(
+            f"{event_id} was already processed at {event.processed_at:%Y-%m-%d %H:%M} UTC; "
+            "replay is only allowed while unprocessed"
+        )
+    if dry_run:
+        nested = s.begin_nested()
+        try:
+            with s.no_autoflush:
+                apply_event(s, event, flush=False)
+                for what, change in describe_pending_changes(s, skip=event) or [("-", "no change")]:
+                    click.echo(f"would change {what}: {change}")
+        except Exception as exc:
+            click.echo(f"would fail: {exc}")
+        finally:
+            nested.rollback()
+            s.rollback()
+        return
+    before = {"status": event.status.value, "attempts": event.attempts}
+    try:
+        status = apply_event(s, event)
+    except Exception as exc:
+        s.rollback()
+        result: ProcessResult = mark_failed(s, event_id, str(exc), retryable=is_retryable(exc))
+        record(
+            s,
+            action="webhooks:event:replay",
+            outcome="failed",
+            actor=cli_actor(),
+            target_type="webhook_event",
+            target_id=event_id,
+            reason="replayed from the command line",
+            details={"error": str(exc)[:1000]},
+        )
+        s.commit()
+        raise click.ClickException(f"replay failed: {result.error}") from exc
+    record(
+        s,
+        action="webhooks:event:replay",
+        outcome="success",
+        actor=cli_actor(),
+        target_type="webhook_event",
+        target_id=event_id,
+        reason="replayed from the command line",
+        before=before,
+        after={"status": status.value, "attempts": event.attempts},
+    )
+    s.commit()
+    click.echo(f"{event_id}: {status.value}")
+
+
+@payouts_cli.command("resume")
+@click.option("--dry-run", is_flag=True)
+def resume_cmd(dry_run: bool) -> None:
+    """Finish in-flight money movements (transfers and refunds) with their original keys."""
+    from console import db
+    from console.ops.jobs import job_run
+    from console.payments.gateway import gateway
+    from console.payments.money import resume
+
+    s = db.session()
+    if dry_run:
+        report = resume(s, gateway(), dry_run=True)
+        click.echo(f"scanned={report.scanned} (dry run: nothing re-issued)")
+        return
+    with job_run(s, "payouts-resume") as run:
+        report = resume(s, gateway())
+        run.scanned, run.acted = report.scanned, report.finished
+        run.errors = report.failed + report.still_in_flight
+        run.last_error = report.last_error
+        run.details = {"failed": report.failed, "still_in_flight": report.still_in_flight}
+    click.echo(
+        f"scanned={report.scanned} acted={report.finished} errors={report.failed} "
+        f"still_in_flight={report.still_in_flight}"
+    )

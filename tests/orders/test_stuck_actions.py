@@ -1,0 +1,353 @@
+"""Fixing stuck orders: verify at Stripe, refund, confirm stock, cancel, replay events."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from console import db
+from console.audit.models import AuditEntry
+from console.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
+from console.orders.models import Order, OrderStatus
+from console.payments.models import (
+    MoneyMovement,
+    MovementStatus,
+    Payment,
+    PaymentStatus,
+    WebhookEvent,
+    WebhookStatus,
+)
+from devtools.stripe_double import create_succeeded_payment_intent
+from tests import stripe_events as se
+from tests.actions.helpers import confirm_form, submit
+from tests.factories import make_order
+
+
+def reload(app, external_id: str) -> Order:
+    with app.app_context():
+        return db.session().scalar(select(Order).where(Order.external_id == external_id))
+
+
+def audit(app, action: str) -> list[AuditEntry]:
+    with app.app_context():
+        return list(
+            db.session().scalars(
+                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+            )
+        )
+
+
+def stripe_refunds(stripe_client, pi_id: str) -> list:
+    return list(stripe_client.v1.refunds.list({"payment_intent": pi_id, "limit": 100}).data)
+
+
+@pytest.fixture
+def stuck_paid(app, stripe_client):
+    """A paid order whose webhook never arrived, with a succeeded PI at Stripe."""
+    pi = create_succeeded_payment_intent(stripe_client, amount=4200, currency="eur")
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PAID, amount=4200, payment_intent_id=pi.id)
+        s.commit()
+        return order
+
+
+@pytest.fixture
+def captured(app, stripe_client):
+    """A confirmed order with a verified, captured payment (refundable)."""
+    pi = create_succeeded_payment_intent(stripe_client, amount=5000, currency="eur")
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.CONFIRMED, amount=5000, payment_intent_id=pi.id)
+        s.add(
+            Payment(
+                payment_intent_id=pi.id,
+                order_id=order.id,
+                amount=5000,
+                currency="EUR",
+                status=PaymentStatus.SUCCEEDED,
+                verified_amount=5000,
+                verified_currency="EUR",
+            )
+        )
+        s.commit()
+        return order
+
+
+# ---------------------------------------------------------------- verify and mark paid
+
+
+def test_verify_marks_paid_only_when_stripe_agrees(app, auth, client, stuck_paid, stripe):
+    auth.as_role("support")
+    page = client.get(f"/actions/orders:payment:verify/{stuck_paid.external_id}")
+    assert "Only if it succeeded for exactly" in page.get_data(as_text=True)
+    resp = submit(client, "orders:payment:verify", stuck_paid.external_id)
+    assert resp.status_code == 303
+    order = reload(app, stuck_paid.external_id)
+    assert order.status == OrderStatus.CONFIRMED and order.webhook_processed_at is not None
+    [entry] = audit(app, "orders:payment:verify")
+    assert entry.outcome == "success"
+    assert entry.details["extra"]["stripe_status"] == "succeeded"
+    assert entry.details["before"]["status"] == "paid"
+    assert entry.details["after"]["status"] == "confirmed"
+
+
+def test_verify_flags_amount_mismatch(app, auth, client, stripe_client, stripe):
+    pi = create_succeeded_payment_intent(stripe_client, amount=3900, currency="eur")
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PAID, amount=4200, payment_intent_id=pi.id)
+        s.commit()
+    auth.as_role("support")
+    resp = submit(client, "orders:payment:verify", order.external_id)
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "possible fraud" in page
+    reloaded = reload(app, order.external_id)
+    assert reloaded.amount_mismatch and reloaded.status == OrderStatus.PAID
+
+
+def test_verify_unknown_payment_intent_is_clear(app, auth, client, stripe):
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PAID, payment_intent_id="pi_not_at_stripe")
+        s.commit()
+    auth.as_role("support")
+    resp = submit(client, "orders:payment:verify", order.external_id)
+    assert resp.status_code == 422
+    assert "Stripe does not know" in resp.get_data(as_text=True)
+    assert reload(app, order.external_id).status == OrderStatus.PAID
+
+
+@pytest.mark.parametrize(
+    ("status", "delay", "expected", "text"),
+    [
+        (500, 0, 502, "did not answer"),
+        (429, 0, 503, "rate limiting"),
+        (500, 3, 502, "did not answer"),
+    ],
+)
+def test_verify_survives_stripe_faults(
+    app, auth, client, stuck_paid, stripe, status, delay, expected, text
+):
+    auth.as_role("support")
+    form = confirm_form(client, "orders:payment:verify", stuck_paid.external_id)
+    stripe.add_fault(path_prefix="/v1/payment_intents", method="GET", status=status, delay=delay)
+    resp = submit(client, "orders:payment:verify", stuck_paid.external_id, form=form)
+    assert resp.status_code == expected
+    body = resp.get_data(as_text=True)
+    assert text in body and "Traceback" not in body
+    assert reload(app, stuck_paid.external_id).status == OrderStatus.PAID
+    assert audit(app, "orders:payment:verify")[-1].outcome == "failed"
+    # Once Stripe answers again, a fresh try works.
+    stripe.clear_faults()
+    assert submit(client, "orders:payment:verify", stuck_paid.external_id).status_code == 303
+
+
+# ---------------------------------------------------------------- refund
+
+
+def test_refund_partial_then_rest(app, auth, client, captured, stripe, stripe_client):
+    auth.as_role("admin")
+    page = client.get(f"/actions/orders:order:refund/{captured.external_id}").get_data(as_text=True)
+    assert "50.00 EUR" in page and 'value="50.00"' in page
+    resp = submit(client, "orders:order:refund", captured.external_id, amount="12.50")
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:2000]
+    order = reload(app, captured.external_id)
+    assert order.amount_refunded == 1250 and order.status == OrderStatus.CONFIRMED
+    resp = submit(client, "orders:order:refund", captured.external_id, amount="37.50")
+    assert resp.status_code == 303
+    order = reload(app, captured.external_id)
+    assert order.amount_refunded == 5000 and order.status == OrderStatus.REFUNDED
+    refunds = stripe_refunds(stripe_client, captured.payment_intent_id)
+    assert sorted(r.amount for r in refunds) == [1250, 3750]
+    entries = audit(app, "orders:order:refund")
+    assert [e.outcome for e in entries] == ["success", "success"]
+    assert entries[0].details["extra"]["refund_id"].startswith("re_")
+    assert 'refund_operations_total{status="success"}' in client.get("/metrics").get_data(
+        as_text=True
+    )
+
+
+def test_refund_cannot_exceed_what_was_captured(app, auth, client, captured, stripe, stripe_client):
+    auth.as_role("admin")
+    resp = submit(client, "orders:order:refund", captured.external_id, amount="50.01")
+    assert resp.status_code == 422
+    assert stripe_refunds(stripe_client, captured.payment_intent_id) == []
+
+
+def test_refund_double_submit_refunds_once(app, auth, client, captured, stripe, stripe_client):
+    auth.as_role("admin")
+    form = confirm_form(client, "orders:order:refund", captured.external_id)
+    first = submit(client, "orders:order:refund", captured.external_id, form=form, amount="10.00")
+    second = submit(client, "orders:order:refund", captured.external_id, form=form, amount="10.00")
+    assert first.status_code == second.status_code == 303
+    assert len(stripe_refunds(stripe_client, captured.payment_intent_id)) == 1
+    assert reload(app, captured.external_id).amount_refunded == 1000
+
+
+def test_refund_is_denied_to_support(app, auth, client, captured, stripe, stripe_client):
+    auth.as_role("support")
+    resp = client.post(
+        f"/actions/orders:order:refund/{captured.external_id}",
+        data={
+            "csrf_token": auth.csrf_token(),
+            "idempotency_key": "crafted-refund-key-0001",
+            "reason": "crafted post from a support user",
+            "amount": "50.00",
+        },
+    )
+    assert resp.status_code == 403
+    assert audit(app, "orders:order:refund")[-1].outcome == "denied"
+    assert stripe_refunds(stripe_client, captured.payment_intent_id) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_effect", [False, True])
+def test_refund_with_unknown_outcome_stays_in_flight_and_resume_finishes_once(
+    committed_app, idp, stripe, stripe_client, after_effect
+):
+    from tests.conftest import AuthActions
+
+    pi = create_succeeded_payment_intent(stripe_client, amount=3000, currency="eur")
+    with committed_app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.CONFIRMED, amount=3000, payment_intent_id=pi.id)
+        s.add(
+            Payment(
+                payment_intent_id=pi.id,
+                order_id=order.id,
+                amount=3000,
+                currency="EUR",
+                status=PaymentStatus.SUCCEEDED,
+                verified_amount=3000,
+            )
+        )
+        s.commit()
+    client = committed_app.test_client()
+    AuthActions(client, idp).as_role("admin")
+    form = confirm_form(client, "orders:order:refund", order.external_id)
+    stripe.add_fault(path_prefix="/v1/refunds", status=500, after_effect=after_effect)
+    resp = submit(client, "orders:order:refund", order.external_id, form=form, amount="30.00")
+    assert resp.status_code == 502
+    assert "Do not refund again" in resp.get_data(as_text=True)
+    with committed_app.app_context():
+        [movement] = db.session().scalars(select(MoneyMovement)).all()
+        assert movement.status == MovementStatus.IN_FLIGHT
+    # A second refund is refused while one is in flight.
+    page = client.get(f"/actions/orders:order:refund/{order.external_id}").get_data(as_text=True)
+    assert "still in flight" in page
+    result = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert result.exit_code == 0, result.output
+    assert "acted=1" in result.output
+    assert len(stripe_refunds(stripe_client, pi.id)) == 1
+    with committed_app.app_context():
+        movement = db.session().scalars(select(MoneyMovement)).one()
+        assert movement.status == MovementStatus.SUCCEEDED
+    assert reload(committed_app, order.external_id).status == OrderStatus.REFUNDED
+    # Running resume again does nothing more.
+    again = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert "acted=0" in again.output
+    assert len(stripe_refunds(stripe_client, pi.id)) == 1
+
+
+# ---------------------------------------------------------------- reservations, cancel
+
+
+def test_confirm_reservation(app, auth, client):
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.CONFIRMED)
+        s.add(InventoryItem(sku="SKU-R", stock_count=3))
+        s.flush()
+        s.add(
+            InventoryReservation(external_id="res-r1", order_id=order.id, sku="SKU-R", quantity=1)
+        )
+        s.commit()
+    auth.as_role("support")
+    stale_form = confirm_form(client, "inventory:reservation:confirm", order.external_id)
+    assert submit(client, "inventory:reservation:confirm", order.external_id).status_code == 303
+    with app.app_context():
+        res = db.session().scalar(select(InventoryReservation))
+        assert res.status == ReservationStatus.CONFIRMED
+    # Nothing left to confirm: the button is gone, and the old open form is stale.
+    html = client.get(f"/orders/{order.external_id}").get_data(as_text=True)
+    assert "/actions/inventory:reservation:confirm/" not in html
+    resp = submit(client, "inventory:reservation:confirm", order.external_id, form=stale_form)
+    assert resp.status_code == 409
+
+
+def test_cancel_only_when_nothing_captured(app, auth, client, captured):
+    auth.as_role("admin")
+    with app.app_context():
+        s = db.session()
+        pending = make_order(s, status=OrderStatus.PENDING, payment_intent_id=None)
+        s.commit()
+    assert submit(client, "orders:order:cancel", pending.external_id).status_code == 303
+    assert reload(app, pending.external_id).status == OrderStatus.CANCELLED
+    with app.app_context():
+        s = db.session()
+        s.get(Order, captured.id).status = OrderStatus.PAID
+        s.commit()
+    crafted = {
+        "csrf_token": auth.csrf_token(),
+        "idempotency_key": "crafted-cancel-key-0001",
+        "reason": "trying to cancel a captured order",
+    }
+    resp = submit(client, "orders:order:cancel", captured.external_id, form=crafted)
+    assert resp.status_code == 409
+    assert "refund it instead" in resp.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- replay
+
+
+@pytest.fixture
+def failed_event(app, client, stuck_paid):
+    with app.app_context():
+        s = db.session()
+        s.get(Order, stuck_paid.id).payment_intent_id = None  # the handler cannot find it yet
+        s.commit()
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(stuck_paid.payment_intent_id, 4200)
+    )
+    se.post(client, evt)
+    with app.app_context():
+        s = db.session()
+        stored = s.scalar(select(WebhookEvent).where(WebhookEvent.event_id == evt["id"]))
+        assert stored.status == WebhookStatus.FAILED
+        s.get(Order, stuck_paid.id).payment_intent_id = evt["data"]["object"]["id"]  # fixed
+        s.commit()
+    return evt["id"]
+
+
+def test_replay_dry_run_then_replay(app, auth, client, stuck_paid, failed_event):
+    auth.as_role("support")
+    page = client.get(f"/actions/webhooks:event:replay/{failed_event}").get_data(as_text=True)
+    assert "Dry run" in page and "paid -&gt; confirmed" in page
+    assert reload(app, stuck_paid.external_id).status == OrderStatus.PAID  # preview changed nothing
+    stale_form = confirm_form(client, "webhooks:event:replay", failed_event)
+    resp = submit(client, "webhooks:event:replay", failed_event)
+    assert resp.status_code == 303
+    assert reload(app, stuck_paid.external_id).status == OrderStatus.CONFIRMED
+    with app.app_context():
+        stored = db.session().scalar(
+            select(WebhookEvent).where(WebhookEvent.event_id == failed_event)
+        )
+        assert stored.status == WebhookStatus.PROCESSED and stored.attempts == 2
+    again = submit(client, "webhooks:event:replay", failed_event, form=stale_form)
+    assert again.status_code == 409
+    assert "already processed" in again.get_data(as_text=True)
+
+
+def test_replay_cli_dry_run_and_run(app, stuck_paid, failed_event):
+    runner = app.test_cli_runner()
+    dry = runner.invoke(args=["webhooks", "replay", failed_event, "--dry-run"])
+    assert dry.exit_code == 0 and "status: paid -> confirmed" in dry.output
+    assert reload(app, stuck_paid.external_id).status == OrderStatus.PAID
+    real = runner.invoke(args=["webhooks", "replay", failed_event])
+    assert real.exit_code == 0 and "processed" in real.output
+    assert reload(app, stuck_paid.external_id).status == OrderStatus.CONFIRMED
+    assert audit(app, "webhooks:event:replay")[-1].actor_sub.startswith("cli:")
+    refused = runner.invoke(args=["webhooks", "replay", failed_event])
+    assert refused.exit_code != 0 and "already processed" in refused.output

@@ -1,0 +1,233 @@
+"""POST /webhooks/stripe: verified, stored verbatim, processed once, never backwards."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from console import db
+from console.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
+from console.orders.models import Order, OrderStatus
+from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
+from tests import stripe_events as se
+from tests.factories import make_order
+
+
+def get_order(app, external_id: str) -> Order:
+    with app.app_context():
+        return db.session().scalar(select(Order).where(Order.external_id == external_id))
+
+
+def get_event(app, event_id: str) -> WebhookEvent | None:
+    with app.app_context():
+        return db.session().scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id))
+
+
+def rejections(app) -> list[WebhookRejection]:
+    with app.app_context():
+        return list(db.session().scalars(select(WebhookRejection)))
+
+
+@pytest.fixture
+def paid_order(app) -> Order:
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PAID, amount=4200, currency="EUR")
+        s.add(InventoryItem(sku="SKU-1", name="Mug", stock_count=10))
+        s.flush()
+        s.add(
+            InventoryReservation(
+                external_id=f"res-{order.id}", order_id=order.id, sku="SKU-1", quantity=1
+            )
+        )
+        s.commit()
+        return order
+
+
+def test_succeeded_event_confirms_order_and_reservation(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    resp = se.post(client, evt)
+    assert resp.status_code == 200, resp.data
+    assert resp.get_json()["status"] == "processed"
+    order = get_order(app, paid_order.external_id)
+    assert order.status == OrderStatus.CONFIRMED
+    assert order.webhook_processed_at is not None and order.confirmed_at is not None
+    stored = get_event(app, evt["id"])
+    assert stored.status == WebhookStatus.PROCESSED
+    assert json.loads(stored.raw_body) == evt  # kept verbatim
+    with app.app_context():
+        res = db.session().scalar(select(InventoryReservation))
+        assert res.status == ReservationStatus.CONFIRMED
+
+
+def test_bad_signature_is_400_recorded_and_not_processed(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    resp = se.post(client, evt, secret="whsec_wrong")
+    assert resp.status_code == 400
+    assert get_event(app, evt["id"]) is None
+    assert get_order(app, paid_order.external_id).status == OrderStatus.PAID
+    [rej] = rejections(app)
+    assert "signature" in rej.reason and rej.claimed_event_id == evt["id"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'webhook_events_total{status="error"}' in metrics
+
+
+def test_stale_signature_is_refused(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    body = json.dumps(evt).encode()
+    old = se.sign(body, timestamp=int(time.time()) - 301)
+    resp = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": old, "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400
+
+
+def test_secret_rotation_two_signatures_accepted(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    body = json.dumps(evt).encode()
+    old = se.sign(body, secret="whsec_old_secret")
+    new = se.sign(body)
+    header = f"{old},{new.split(',')[1]}"
+    resp = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 200
+
+
+def test_redelivery_is_acknowledged_and_processed_once(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    assert se.post(client, evt).status_code == 200
+    again = se.post(client, evt)
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    stored = get_event(app, evt["id"])
+    assert stored.deliveries == 2 and stored.attempts == 1
+
+
+def test_amount_mismatch_flags_order_and_never_confirms(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4100)
+    )
+    assert se.post(client, evt).status_code == 200
+    order = get_order(app, paid_order.external_id)
+    assert order.amount_mismatch is True
+    assert order.status == OrderStatus.PAID
+
+
+def test_currency_mismatch_flags_order(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200, "usd")
+    )
+    se.post(client, evt)
+    assert get_order(app, paid_order.external_id).amount_mismatch is True
+
+
+def test_late_failure_event_never_moves_order_backwards(app, client, paid_order):
+    pi = paid_order.payment_intent_id
+    se.post(client, se.event("payment_intent.succeeded", se.payment_intent(pi, 4200)))
+    failed = se.payment_intent(
+        pi, 4200, status="requires_payment_method", last_payment_error={"message": "declined"}
+    )
+    assert se.post(client, se.event("payment_intent.payment_failed", failed)).status_code == 200
+    assert get_order(app, paid_order.external_id).status == OrderStatus.CONFIRMED
+
+
+def test_unknown_type_is_stored_and_ignored(app, client):
+    evt = se.event("customer.created", {"id": "cus_123", "object": "customer"})
+    resp = se.post(client, evt)
+    assert resp.status_code == 200
+    assert get_event(app, evt["id"]).status == WebhookStatus.IGNORED
+
+
+def test_unknown_payment_intent_fails_the_event_clearly(app, client):
+    evt = se.event("payment_intent.succeeded", se.payment_intent("pi_nobody_knows", 999))
+    resp = se.post(client, evt)
+    assert resp.status_code == 200  # a Stripe retry cannot help: do not ask for one
+    stored = get_event(app, evt["id"])
+    assert stored.status == WebhookStatus.FAILED
+    assert "no order references pi_nobody_knows" in stored.last_error
+    assert stored.processed_at is None  # replayable
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"not json", "application/json", 400),
+        (json.dumps({"id": "evt_1", "type": "x"}).encode(), "application/json", 400),
+        (json.dumps({"id": "evt_1", "type": "x", "data": {}}).encode(), "application/json", 400),
+        (b"{}", "text/plain", 415),
+    ],
+)
+def test_bad_bodies_get_clear_statuses(app, client, body, content_type, status):
+    resp = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": se.sign(body), "Content-Type": content_type},
+    )
+    assert resp.status_code == status
+    assert resp.is_json and resp.get_json()["error"]
+    with app.app_context():
+        assert db.session().scalar(select(WebhookEvent)) is None
+
+
+def test_oversized_body_is_413(app, client):
+    body = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    resp = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": se.sign(body), "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413
+
+
+def test_webhook_needs_no_session_or_csrf(app, client, paid_order):
+    # No login, no CSRF token: the signature alone is the credential.
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    assert se.post(client, evt).status_code == 200
+
+
+@pytest.mark.slow
+def test_five_simultaneous_deliveries_process_once(committed_app):
+    with committed_app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PAID)
+        s.commit()
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(order.payment_intent_id, order.amount)
+    )
+    barrier = threading.Barrier(5)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        c = committed_app.test_client()
+        barrier.wait()
+        statuses.append(se.post(c, evt).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert statuses == [200] * 5
+    stored = get_event(committed_app, evt["id"])
+    assert stored.deliveries == 5 and stored.attempts == 1
+    assert get_order(committed_app, order.external_id).status == OrderStatus.CONFIRMED

@@ -25,7 +25,9 @@ class PeerError(RuntimeError):
     """A local peer did not start."""
 
 
-def _spawn(script: str, args: list[str], timeout: float = 20.0) -> tuple[subprocess.Popen[str], dict]:
+def _spawn(
+    script: str, args: list[str], timeout: float = 20.0
+) -> tuple[subprocess.Popen[str], dict]:
     if not (NODE_DIR / "node_modules").is_dir():
         raise PeerError("npm peers are not installed: run `npm ci --prefix devtools/node`")
     node = shutil.which("node")
@@ -72,7 +74,12 @@ class MockIdP:
         resp.raise_for_status()
 
     def add_identity(self, login_hint: str, *, sub: str, email: str, groups: list[str]) -> None:
-        claims = {"sub": sub, "email": email, "groups": groups, "name": email.split("@")[0]}
+        claims = {
+            "sub": sub,
+            "email": email,
+            "groups": groups,
+            "name": email.split("@", maxsplit=1)[0],
+        }
         self._control("identities", {"login_hint": login_hint, "claims": claims})
 
     def set_fault(self, mode: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, redirect, render_template, url_for
 from flask_login import login_required
 from sqlalchemy import func, select, text
 
@@ -45,6 +45,11 @@ def healthz() -> Any:
         body.update(status="error", database=f"error: {type(exc).__name__}")
         return jsonify(body), 503
     return jsonify(body)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Any:
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.get("/metrics")

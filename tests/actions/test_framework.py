@@ -116,14 +116,52 @@ def test_registry_is_not_empty():
     assert "orders:note:add" in REGISTRY
 
 
+def make_webhook_event(s) -> str:
+    from console.payments.models import WebhookEvent, WebhookStatus
+
+    s.add(
+        WebhookEvent(
+            event_id="evt_matrix_1",
+            type="customer.created",
+            raw_body='{"id": "evt_matrix_1", "type": "customer.created", '
+            '"data": {"object": {"id": "cus_1"}}}',
+            status=WebhookStatus.FAILED,
+        )
+    )
+    s.flush()
+    return "evt_matrix_1"
+
+
+# One target per target type; a new queue's actions must add theirs here.
+TARGET_FACTORIES = {
+    "order": lambda s: make_order(s).external_id,
+    "webhook_event": make_webhook_event,
+}
+
+
+@pytest.fixture
+def targets(app) -> dict[str, str]:
+    with app.app_context():
+        s = db.session()
+        made = {kind: factory(s) for kind, factory in TARGET_FACTORIES.items()}
+        s.commit()
+        return made
+
+
+def test_every_action_type_has_a_matrix_target():
+    missing = {a.target_type for a in production_actions()} - set(TARGET_FACTORIES)
+    assert not missing, f"add target factories for {missing}"
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_every_action_with_every_role(app, auth, client, order, role):
+def test_every_action_with_every_role(app, auth, client, targets, role):
     """A role without the permission gets 403 and an audited denial; others get through."""
     auth.as_role(role)
     csrf = auth.csrf_token()
     granted = ROLE_PERMISSIONS[role]
     for action in production_actions():
-        url = f"/actions/{action.name}/{order.external_id}"
+        target_id = targets[action.target_type]
+        url = f"/actions/{action.name}/{target_id}"
         before = len(entries(app, action.name))
         data = {
             "csrf_token": csrf,
@@ -141,7 +179,7 @@ def test_every_action_with_every_role(app, auth, client, order, role):
             assert resp.status_code == 403, (role, action.name, resp.status_code)
             assert len(denied) == 1, (role, action.name)
             assert denied[0].actor_roles == [role]
-            assert denied[0].target_id == order.external_id
+            assert denied[0].target_id == target_id
             assert client.get(url).status_code == 403
 
 

@@ -36,9 +36,23 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    # bypass_csp only so axe-core can be injected; `strict_page` keeps the CSP.
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def strict_page(browser: Any) -> Iterator[Any]:
+    """A page that honours the console's CSP and records every console error."""
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(15000)
+    pg.console_errors = []
+    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
     yield pg
     context.close()
 

@@ -67,3 +67,15 @@ def test_auditor_signs_in_and_sees_the_audit_log(page, live_server, seeded):
     violations = axe_violations(page)
     assert not violations, describe(violations)
     screenshot(page, "audit-auditor")
+
+
+def test_pages_run_under_the_csp_without_errors(strict_page, live_server, seeded):
+    """htmx and the dialog work with a CSP that allows no inline script or eval."""
+    page = strict_page
+    login(page, live_server, "support", next_url="/orders/stuck")
+    page.locator("tbody tr").first.get_by_role("link", name="Add note").click()
+    page.locator("#action-dialog").wait_for(state="visible")
+    page.keyboard.press("Escape")
+    page.goto(f"{live_server.url}/")
+    errors = [e for e in page.console_errors if "favicon" not in e]
+    assert not errors, errors

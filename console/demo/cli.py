@@ -22,3 +22,20 @@ def seed_cmd(orders: int) -> None:
     summary = seed(db.session(), volume=orders)
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+
+
+@demo_cli.command("stripe-sync")
+def stripe_sync_cmd() -> None:
+    """Create the Stripe-side objects the seeded cases need (test mode or double only)."""
+    settings = current_app.config["SETTINGS"]
+    if settings.stripe_api_key.startswith(("sk_live", "rk_live")):
+        raise click.ClickException("stripe-sync refuses a live Stripe key")
+    from console import db
+    from console.demo.stripe_sync import stripe_sync
+    from console.payments.gateway import GatewayError, gateway
+
+    try:
+        summary = stripe_sync(db.session(), gateway())
+    except GatewayError as exc:
+        raise click.ClickException(f"Stripe: {exc}") from exc
+    click.echo(", ".join(f"{k}={v}" for k, v in summary.items()))

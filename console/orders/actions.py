@@ -108,11 +108,18 @@ add_note = declare(
 
 def order_row(order: Order) -> tuple[str, str, dict[str, Any]]:
     """The stuck-orders row of this order, for an htmx swap after an action."""
-    from console.orders.queries import REASONS, stuck_reason_column
+    from console.orders.queries import REASONS, pending_events_by_intent, stuck_reason_column
 
     s = object_session_of(order)
     why = s.scalar(select(stuck_reason_column(utcnow())).where(Order.id == order.id)) or ""
-    return "orders/stuck.html", "row", {"order": order, "why": why, "reasons": REASONS}
+    pending = pending_events_by_intent(
+        s, [order.payment_intent_id] if order.payment_intent_id else []
+    )
+    return (
+        "orders/stuck.html",
+        "row",
+        {"order": order, "why": why, "reasons": REASONS, "pending_events": pending},
+    )
 
 
 def object_session_of(obj: Any) -> Session:

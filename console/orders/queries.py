@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from console.inventory.models import InventoryReservation, ReservationStatus
 from console.orders.models import Order, OrderStatus
-from console.payments.models import Payment, PaymentStatus
+from console.payments.models import Payment, PaymentStatus, WebhookEvent
 
 WEBHOOK_GRACE = timedelta(minutes=10)
 
@@ -67,3 +67,18 @@ def stuck_condition(now: datetime, reason: str | None = None) -> ColumnElement[b
 
 def count_stuck(s: Session, now: datetime) -> int:
     return int(s.scalar(select(func.count(Order.id)).where(stuck_condition(now))) or 0)
+
+
+def pending_events_by_intent(s: Session, intent_ids: list[str]) -> dict[str, WebhookEvent]:
+    """The oldest unprocessed Stripe event of each PaymentIntent (one query per page)."""
+    if not intent_ids:
+        return {}
+    found: dict[str, WebhookEvent] = {}
+    for event in s.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.object_id.in_(intent_ids), WebhookEvent.processed_at.is_(None))
+        .order_by(WebhookEvent.received_at)
+    ):
+        if event.object_id is not None:
+            found.setdefault(event.object_id, event)
+    return found

@@ -15,7 +15,12 @@ from console.audit.queries import history_for
 from console.db import utcnow
 from console.inventory.models import InventoryReservation
 from console.orders.models import Order
-from console.orders.queries import REASONS, stuck_condition, stuck_reason_column
+from console.orders.queries import (
+    REASONS,
+    pending_events_by_intent,
+    stuck_condition,
+    stuck_reason_column,
+)
 from console.pagination import SortOption, keyset_page
 from console.payments.models import Payment, WebhookEvent
 from console.security.guards import require
@@ -68,7 +73,17 @@ def stuck() -> Any:
         default_direction="asc",
         scalars=False,
     )
-    ctx = {"page": page, "reasons": REASONS, "reason": reason, "q": q, "sorts": STUCK_SORTS}
+    pending = pending_events_by_intent(
+        s, [o.payment_intent_id for o, _why in page.rows if o.payment_intent_id]
+    )
+    ctx = {
+        "page": page,
+        "reasons": REASONS,
+        "reason": reason,
+        "q": q,
+        "sorts": STUCK_SORTS,
+        "pending_events": pending,
+    }
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "queue":
         return render_block("orders/stuck.html", "queue", **ctx)
     return render_template("orders/stuck.html", **ctx)

@@ -190,6 +190,49 @@ class StripeGateway:
             )
         )
 
+    # -- demo set-up (test mode only)
+
+    def _refuse_live(self) -> None:
+        if self.live:
+            raise GatewayError("auth", "refusing to create demo objects with a live key")
+
+    def create_test_payment(
+        self, *, amount: int, currency: str, metadata: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A succeeded PaymentIntent paid with Stripe's test card (test mode only)."""
+        self._refuse_live()
+        pm = self._call(
+            self.client.v1.payment_methods.create,
+            {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
+            },
+        )
+        pi = self._call(
+            self.client.v1.payment_intents.create,
+            {
+                "amount": amount,
+                "currency": currency.lower(),
+                "payment_method": pm.id,
+                "confirm": True,
+                "metadata": dict(metadata),
+            },
+        )
+        return _plain(pi)
+
+    def create_connected_account(self, *, email: str, account_id: str | None) -> dict[str, Any]:
+        """An Express account for a demo seller (the local double keeps `account_id`)."""
+        self._refuse_live()
+        params: dict[str, Any] = {"type": "express", "email": email}
+        if account_id:
+            params["id"] = account_id
+        return _plain(self._call(self.client.v1.accounts.create, params))
+
     # -- webhooks
 
     def verify_webhook(

@@ -8,7 +8,7 @@ from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from console import ROOT
+from console.app import ROOT
 
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
 
@@ -44,8 +44,9 @@ def db_current() -> None:
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
+    from console.audit.cli import audit_cli
     from console.demo.cli import demo_cli
     from console.payments.cli import payouts_cli, webhooks_cli
 
-    for group in (demo_cli, webhooks_cli, payouts_cli):
+    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli):
         app.cli.add_command(group)

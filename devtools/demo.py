@@ -47,7 +47,8 @@ def persistent_secret(name: str) -> str:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
-    print(f"==> {' '.join(cmd[1:] if cmd[0].endswith('flask') else cmd)}", flush=True)
+    shown = ['flask', *cmd[1:]] if cmd[0].endswith('flask') else cmd
+    print(f"==> {' '.join(shown)}", flush=True)
     subprocess.run(cmd, env=env, cwd=ROOT, check=True)
 
 

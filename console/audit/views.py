@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request
-from flask_login import login_required
+from flask import Blueprint, abort, current_app, render_template, request, send_file
+from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 
 from console import db
+from console.audit.export import (
+    FORMATS,
+    ExportError,
+    archive,
+    fingerprint,
+    load_signing_key,
+    public_pem,
+    write_bundle,
+)
 from console.audit.models import AuditEntry
+from console.audit.service import record
+from console.db import utcnow
 from console.pagination import SortOption, keyset_page
 from console.security.guards import require
 from console.security.permissions import Permission
@@ -105,5 +119,75 @@ def entry(seq: int) -> Any:
 @login_required
 @require(Permission.AUDIT_EXPORT)
 def export_page() -> Any:
-    """The export page (the signed bundle download arrives with the export service)."""
-    return render_template("audit/export.html", args=request.args.to_dict())
+    """Choose a selection to export; shows the public key and how to verify offline."""
+    args = request.args.to_dict()
+    _stmt, used, errors = filtered(args)
+    try:
+        key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
+        public = key.public_key()
+        key_info: dict[str, str] | None = {
+            "pem": public_pem(public).decode(),
+            "fingerprint": fingerprint(public),
+        }
+        key_error = None
+    except ExportError as exc:
+        key_info, key_error = None, str(exc)
+    s = db.session()
+    record(s, action="audit:export_page:view", outcome="success", details={"filters": used})
+    s.commit()
+    return render_template(
+        "audit/export.html", args=args, used=used, errors=errors, key=key_info, key_error=key_error
+    )
+
+
+@bp.get("/audit/export/download")
+@login_required
+@require(Permission.AUDIT_EXPORT)
+def export_download() -> Any:
+    """Stream a signed bundle of the selection as one .tar.gz; the export is audited."""
+    args = request.args.to_dict()
+    fmt = args.pop("format", "jsonl")
+    if fmt not in FORMATS:
+        abort(400, "Format must be jsonl or csv.")
+    stmt, used, errors = filtered(args)
+    if errors:
+        abort(400, " ".join(errors))
+    try:
+        key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
+    except ExportError as exc:
+        abort(503, str(exc))
+    s = db.session()
+    workdir = Path(tempfile.mkdtemp(prefix="audit-bundle-"))
+    try:
+        bundle = write_bundle(
+            s,
+            stmt,
+            out_dir=workdir / "bundle",
+            fmt=fmt,
+            filters=used,
+            exporter={"sub": current_user.sub, "email": current_user.email},
+            key=key,
+        )
+        tarball = archive(bundle)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    m = bundle.manifest
+    record(
+        s,
+        action="audit:log:export",
+        outcome="success",
+        target_type="audit_log",
+        target_id=f"{m['first_seq']}..{m['last_seq']}",
+        params={"format": fmt, **used},
+        details={"count": m["count"], "data_sha256": m["data_sha256"]},
+    )
+    s.commit()
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    handle = tarball.open("rb")
+    tarball.unlink()  # the open handle keeps the data until the response is sent
+    return send_file(
+        handle,
+        mimetype="application/gzip",
+        as_attachment=True,
+        download_name=f"audit-export-{stamp}.tar.gz",
+    )

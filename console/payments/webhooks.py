@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from console import csrf, db
+from console import db
+from console.app import csrf
 from console.db import utcnow
 from console.ops.metrics import WEBHOOK_EVENTS
 from console.payments.gateway import GatewayError, SignatureError, gateway

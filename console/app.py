@@ -1,0 +1,134 @@
+"""The app factory and the extensions every blueprint shares."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+from flask_htmx import HTMX
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from console.config import ConfigError, Settings, load_settings
+from console.db import Database
+
+__all__ = ["ConfigError", "create_app"]
+
+ROOT = Path(__file__).resolve().parent.parent
+csrf = CSRFProtect()
+htmx = HTMX()
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the console; `config` overrides environment variables (tests)."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    import os
+
+    environ = dict(os.environ)
+    overrides = dict(config or {})
+    environ.update({k: str(v) for k, v in overrides.items() if k.isupper() and v is not None})
+    settings: Settings = load_settings(environ, app.instance_path)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="console_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_NAME="console_remember",
+        PERMANENT_SESSION_LIFETIME=settings.session_absolute_hours * 3600,
+        WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token's life
+        WTF_CSRF_SSL_STRICT=settings.is_production,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        PREFERRED_URL_SCHEME="https" if settings.is_production else "http",
+    )
+    if settings.proxy_fix_hops:
+        h = settings.proxy_fix_hops
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=h, x_proto=h, x_host=h, x_port=h
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    database = Database(settings.database_url)
+    database.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    from console import models  # noqa: F401  (complete metadata)
+    from console.security.auth import init_auth
+
+    init_auth(app)
+    _register_blueprints(app)
+    _register_request_hooks(app)
+
+    from console.errors import register_error_handlers
+    from console.ops.metrics import init_metrics
+    from console.templating import init_templating
+
+    register_error_handlers(app)
+    init_templating(app)
+    init_metrics(app)
+
+    from console.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from console.actions.views import bp as actions_bp
+    from console.audit.views import bp as audit_bp
+    from console.dashboard import bp as dashboard_bp
+    from console.ops.views import bp as ops_bp
+    from console.orders.views import bp as orders_bp
+    from console.payments.webhooks import bp as webhooks_bp
+    from console.queues import bp as queues_bp
+
+    for bp in (dashboard_bp, actions_bp, audit_bp, ops_bp, orders_bp, queues_bp, webhooks_bp):
+        app.register_blueprint(bp)
+
+    # Declarations register themselves on import: actions and webhook handlers.
+    from console.orders import actions as _order_actions  # noqa: F401
+    from console.orders import services as _order_services  # noqa: F401
+    from console.payments import actions as _payment_actions  # noqa: F401
+
+
+def _register_request_hooks(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _security_headers(resp: Response) -> Response:
+        h = resp.headers
+        h.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            "object-src 'none'",
+        )
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        h["X-Request-Id"] = g.get("request_id", "")
+        if settings.is_production:
+            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if not request.path.startswith("/static/"):
+            h.setdefault("Cache-Control", "no-store")
+        return resp

@@ -1,0 +1,143 @@
+"""`flask --app wsgi audit export|verify|purge`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+audit_cli = AppGroup("audit", help="Export, verify and purge the audit log.")
+MIN_RETENTION_DAYS = 365
+
+
+@audit_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--since", help="UTC date or time, inclusive (e.g. 2026-11-01)")
+@click.option("--until", help="UTC date or time, exclusive")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) -> None:
+    """Write a signed bundle of the selection to OUT (data, manifest, signature, key)."""
+    from console import db
+    from console.audit.export import ExportError, load_signing_key, write_bundle
+    from console.audit.service import record
+    from console.audit.views import filtered
+    from console.payments.cli import cli_actor
+
+    args = {k: v for k, v in (("since", since), ("until", until)) if v}
+    stmt, used, errors = filtered(args)
+    if errors:
+        raise click.ClickException(" ".join(errors))
+    try:
+        key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = db.session()
+    actor = cli_actor()
+    bundle = write_bundle(s, stmt, out_dir=out_dir, fmt=fmt, filters=used, exporter=actor, key=key)
+    m = bundle.manifest
+    record(
+        s,
+        action="audit:log:export",
+        outcome="success",
+        actor=actor,
+        target_type="audit_log",
+        target_id=f"{m['first_seq']}..{m['last_seq']}",
+        params={"format": fmt, **used},
+        details={"count": m["count"], "data_sha256": m["data_sha256"]},
+    )
+    s.commit()
+    click.echo(
+        f"exported {m['count']} entries (seq {m['first_seq']}..{m['last_seq']}) to {out_dir}; "
+        f"verify with: python -m console.audit.verify {out_dir} "
+        f"--public-key {out_dir / 'public_key.pem'}"
+    )
+
+
+@audit_cli.command("verify")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--public-key", required=True, type=click.Path(exists=True, path_type=Path))
+def verify_cmd(bundle: Path, public_key: Path) -> None:
+    """Verify a bundle offline (exit 0 valid, 1 with the first bad sequence number)."""
+    from console.audit.verify import main
+
+    raise SystemExit(main([str(bundle), "--public-key", str(public_key)]))
+
+
+@audit_cli.command("purge")
+@click.option("--before", help="UTC date; entries older are removed (default: retention)")
+@click.option("--yes", is_flag=True, help="Do it (without it, only say what would go)")
+def purge_cmd(before: str | None, yes: bool) -> None:
+    """Remove entries past retention, keeping a signed checkpoint of what went."""
+    from sqlalchemy import delete, func, select, text
+
+    from console import db
+    from console.audit.chain import canonical_json
+    from console.audit.export import load_signing_key, sign_statement
+    from console.audit.models import AuditCheckpoint, AuditEntry
+    from console.audit.service import record
+    from console.audit.views import parse_time
+    from console.db import utcnow
+    from console.payments.cli import cli_actor
+
+    settings = current_app.config["SETTINGS"]
+    now = utcnow()
+    cutoff = parse_time(before) if before else now - timedelta(days=settings.audit_retention_days)
+    if cutoff is None:
+        raise click.ClickException(f"--before {before!r} is not a date")
+    if cutoff > now - timedelta(days=MIN_RETENTION_DAYS):
+        raise click.ClickException(
+            f"refusing to purge entries younger than {MIN_RETENTION_DAYS} days "
+            f"(cutoff {cutoff:%Y-%m-%d} is too recent)"
+        )
+    s = db.session()
+    last = s.execute(
+        select(AuditEntry.seq, AuditEntry.hash)
+        .where(AuditEntry.ts < cutoff)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        click.echo(f"nothing older than {cutoff:%Y-%m-%d}")
+        return
+    through_seq, through_hash = last
+    count = s.scalar(select(func.count()).where(AuditEntry.seq <= through_seq)) or 0
+    if not yes:
+        click.echo(f"would purge {count} entries through seq {through_seq}; add --yes to do it")
+        return
+    statement = canonical_json(
+        {
+            "purged_through_seq": through_seq,
+            "purged_through_hash": through_hash,
+            "purged_count": count,
+            "cutoff": cutoff.isoformat(),
+            "at": now.isoformat(),
+        }
+    )
+    key = load_signing_key(settings, current_app.instance_path)
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SET LOCAL console.audit_purge = 'on'"))
+    s.execute(delete(AuditEntry).where(AuditEntry.seq <= through_seq))
+    s.add(
+        AuditCheckpoint(
+            created_at=now,
+            purged_through_seq=through_seq,
+            purged_through_hash=through_hash,
+            purged_count=count,
+            statement=statement,
+            signature=sign_statement(key, statement),
+        )
+    )
+    record(
+        s,
+        action="audit:log:purge",
+        outcome="success",
+        actor=cli_actor(),
+        target_type="audit_log",
+        target_id=f"..{through_seq}",
+        details={"purged_count": count, "cutoff": cutoff.isoformat()},
+    )
+    s.commit()
+    click.echo(f"purged {count} entries through seq {through_seq}; checkpoint signed")

@@ -92,16 +92,27 @@ def _register_blueprints(app: Flask) -> None:
     from console.dashboard import bp as dashboard_bp
     from console.ops.views import bp as ops_bp
     from console.orders.views import bp as orders_bp
+    from console.payments.views import bp as webhook_pages_bp
     from console.payments.webhooks import bp as webhooks_bp
     from console.queues import bp as queues_bp
 
-    for bp in (dashboard_bp, actions_bp, audit_bp, ops_bp, orders_bp, queues_bp, webhooks_bp):
+    for bp in (
+        dashboard_bp,
+        actions_bp,
+        audit_bp,
+        ops_bp,
+        orders_bp,
+        queues_bp,
+        webhooks_bp,
+        webhook_pages_bp,
+    ):
         app.register_blueprint(bp)
 
     # Declarations register themselves on import: actions and webhook handlers.
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
     from console.payments import actions as _payment_actions  # noqa: F401
+    from console.payouts import services as _payout_services  # noqa: F401
 
 
 def _register_request_hooks(app: Flask) -> None:

@@ -149,13 +149,6 @@ def _placeholder(title: str) -> str:
     return render_template("queues/placeholder.html", title=title)
 
 
-@bp.get("/webhooks")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def webhooks() -> str:
-    return _placeholder("Webhooks")
-
-
 @bp.get("/invoices/failed")
 @login_required
 @require(Permission.QUEUES_VIEW)

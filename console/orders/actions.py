@@ -8,7 +8,7 @@ from typing import Any
 from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import DecimalField, TextAreaField
+from wtforms import DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from console.actions.framework import (
@@ -524,6 +524,69 @@ refund_order = declare(
         prefill=_refund_prefill,
         high_risk=True,
         danger=True,
+        row=order_row,
+    )
+)
+
+
+# ------------------------------------------------------------------ supplier forward
+
+
+class ForwardForm(ActionForm):
+    supplier_ref = StringField(
+        "Supplier's order reference",
+        validators=[
+            InputRequired("Enter the reference the supplier gave for this order."),
+            Length(min=3, max=128),
+        ],
+    )
+
+
+def _forward_precondition(order: Order) -> str | None:
+    if order.status != OrderStatus.PROCESSING:
+        return f"the order is {order.status.value}, not processing."
+    if order.supplier_forwarded_at is not None:
+        return "the order was already forwarded to the supplier."
+    return None
+
+
+def _forward_effect(ctx: ActionContext, order: Order) -> Outcome:
+    order.supplier_forwarded_at = utcnow()
+    order.supplier_order_ref = str(ctx.params["supplier_ref"])
+    return Outcome(
+        f"Order {order.external_id} recorded as forwarded to the supplier "
+        f"(reference {order.supplier_order_ref}).",
+        {"supplier_ref": order.supplier_order_ref},
+    )
+
+
+mark_forwarded = declare(
+    Action[Order](
+        name="orders:supplier:forward",
+        label="Mark forwarded to supplier",
+        permission=Permission.ORDERS_SUPPLIER_FORWARD,
+        target_type="order",
+        load=load_order,
+        precondition=_forward_precondition,
+        describe=lambda o: [
+            ("Order", f"{o.external_id} ({o.status.value})"),
+            ("Paid", money(o.amount, o.currency)),
+            (
+                "Effect",
+                "Records that the order has been handed to the supplier (runbook 001: after "
+                "re-running the forward in the supplier's system or portal), with the "
+                "supplier's reference. The order leaves the stuck queue.",
+            ),
+        ],
+        effect=_forward_effect,
+        snapshot=lambda o: {
+            **order_snapshot(o),
+            "supplier_forwarded_at": o.supplier_forwarded_at,
+            "supplier_order_ref": o.supplier_order_ref,
+        },
+        return_url=order_url,
+        form=ForwardForm,
+        params=lambda form: {"supplier_ref": (form.data.get("supplier_ref") or "").strip()},
         row=order_row,
     )
 )

@@ -36,7 +36,10 @@ def _succeeded_payment() -> ColumnElement[bool]:
 def stuck_predicates(now: datetime) -> dict[str, ColumnElement[bool]]:
     """One SQL predicate per stuck reason, each backed by a partial index."""
     return {
-        "amount_mismatch": Order.amount_mismatch.is_(True),
+        "amount_mismatch": and_(
+            Order.amount_mismatch.is_(True),
+            Order.status.not_in([OrderStatus.REFUNDED, OrderStatus.CANCELLED]),
+        ),
         "webhook_unprocessed": and_(
             Order.status == OrderStatus.PAID,
             Order.webhook_processed_at.is_(None),

@@ -119,7 +119,7 @@ def with_session_failure(event_id: str, error: str, retryable: bool) -> None:
 
 
 def event_url(e: WebhookEvent) -> str:
-    return url_for("queues.webhooks", q=e.event_id)
+    return url_for("webhooks.detail", event_id=e.event_id)
 
 
 replay_event = declare(

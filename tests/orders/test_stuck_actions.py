@@ -351,3 +351,51 @@ def test_replay_cli_dry_run_and_run(app, stuck_paid, failed_event):
     assert audit(app, "webhooks:event:replay")[-1].actor_sub.startswith("cli:")
     refused = runner.invoke(args=["webhooks", "replay", failed_event])
     assert refused.exit_code != 0 and "already processed" in refused.output
+
+
+def test_mark_forwarded_to_supplier(app, auth, client):
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.PROCESSING)
+        s.commit()
+    auth.as_role("admin")
+    missing = submit(client, "orders:supplier:forward", order.external_id)
+    assert missing.status_code == 422
+    assert "Enter the reference" in missing.get_data(as_text=True)
+    ok = submit(client, "orders:supplier:forward", order.external_id, supplier_ref="SUP-7781")
+    assert ok.status_code == 303
+    reloaded = reload(app, order.external_id)
+    assert reloaded.supplier_order_ref == "SUP-7781" and reloaded.supplier_forwarded_at
+    [entry] = audit(app, "orders:supplier:forward")
+    assert entry.details["params"]["supplier_ref"] == "SUP-7781"
+
+
+def test_refunded_mismatch_order_leaves_the_stuck_queue(app, auth, client, stripe_client, stripe):
+    pi = create_succeeded_payment_intent(stripe_client, amount=1290, currency="eur")
+    with app.app_context():
+        s = db.session()
+        order = make_order(
+            s, status=OrderStatus.PAID, amount=12900, payment_intent_id=pi.id, amount_mismatch=True
+        )
+        s.add(
+            Payment(
+                payment_intent_id=pi.id,
+                order_id=order.id,
+                amount=1290,
+                currency="EUR",
+                status=PaymentStatus.SUCCEEDED,
+                verified_amount=1290,
+                verified_currency="EUR",
+            )
+        )
+        s.commit()
+    auth.as_role("admin")
+    assert order.external_id in client.get("/orders/stuck").get_data(as_text=True)
+    page = client.get(f"/actions/orders:order:refund/{order.external_id}").get_data(as_text=True)
+    assert "12.90 EUR" in page  # bounded by what Stripe captured, not the order amount
+    assert (
+        submit(client, "orders:order:refund", order.external_id, amount="12.90").status_code == 303
+    )
+    assert reload(app, order.external_id).status == OrderStatus.REFUNDED
+    client.get("/")  # consume the flash that names the order
+    assert f"row-order-{order.external_id}" not in client.get("/orders/stuck").get_data(as_text=True)

@@ -231,3 +231,63 @@ def test_five_simultaneous_deliveries_process_once(committed_app):
     stored = get_event(committed_app, evt["id"])
     assert stored.deliveries == 5 and stored.attempts == 1
     assert get_order(committed_app, order.external_id).status == OrderStatus.CONFIRMED
+
+
+def test_webhooks_page_lists_filters_and_shows_redacted_body(app, auth, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded",
+        se.payment_intent(paid_order.payment_intent_id, 4200, client_secret="pi_123_secret_abc"),
+    )
+    se.post(client, evt)
+    se.post(client, se.event("customer.created", {"id": "cus_9", "object": "customer"}))
+    se.post(client, evt, secret="whsec_wrong")  # a rejected delivery too
+    auth.as_role("support")
+    page = client.get("/webhooks").get_data(as_text=True)
+    assert evt["id"] in page and "customer.created" in page
+    only = client.get("/webhooks?type=customer.created").get_data(as_text=True)
+    assert "customer.created" in only and evt["id"] not in only
+    rejected = client.get("/webhooks?tab=rejected").get_data(as_text=True)
+    assert "signature verification failed" in rejected
+    detail = client.get(f"/webhooks/{evt['id']}").get_data(as_text=True)
+    assert "pi_123_secret_abc" not in detail and "[redacted]" in detail
+    assert client.get("/webhooks/evt_nope").status_code == 404
+    bad = client.get("/webhooks?since=soonish")
+    assert bad.status_code == 200 and "is not a date" in bad.get_data(as_text=True)
+
+
+def test_dispute_blocks_the_payout_and_transfer_is_recorded(app, client):
+    from console.payouts.models import DisputeStatus, Seller, SellerPayout
+
+    with app.app_context():
+        s = db.session()
+        order = make_order(s, status=OrderStatus.DELIVERED, payment_intent_id="pi_disputed_1")
+        seller = Seller(email="seller@example.com", stripe_account_id="acct_1")
+        s.add(seller)
+        s.flush()
+        s.add(
+            SellerPayout(
+                external_id="PO-T1",
+                order_id=order.id,
+                seller_id=seller.id,
+                amount=3000,
+                currency="EUR",
+                destination_account="acct_1",
+            )
+        )
+        s.commit()
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "charge": "ch_1",
+        "payment_intent": "pi_disputed_1",
+        "created": 1_700_000_000,
+    }
+    assert se.post(client, se.event("charge.dispute.created", dispute)).status_code == 200
+    transfer = {"id": "tr_1", "object": "transfer", "metadata": {"payout_id": "PO-T1"}}
+    assert se.post(client, se.event("transfer.created", transfer)).status_code == 200
+    with app.app_context():
+        payout = db.session().scalar(
+            select(SellerPayout).where(SellerPayout.external_id == "PO-T1")
+        )
+        assert payout.dispute_status == DisputeStatus.OPEN and payout.dispute_opened_at is not None
+        assert payout.stripe_transfer_id == "tr_1"

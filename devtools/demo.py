@@ -47,7 +47,7 @@ def persistent_secret(name: str) -> str:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
-    shown = ['flask', *cmd[1:]] if cmd[0].endswith('flask') else cmd
+    shown = ["flask", *cmd[1:]] if cmd[0].endswith("flask") else cmd
     print(f"==> {' '.join(shown)}", flush=True)
     subprocess.run(cmd, env=env, cwd=ROOT, check=True)
 

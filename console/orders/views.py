@@ -29,10 +29,9 @@ from console.security.permissions import Permission
 bp = Blueprint("orders", __name__)
 
 STUCK_SORTS = [
-    SortOption("updated", "Last change", Order.updated_at),
-    SortOption("paid", "Paid at", Order.paid_at),
+    SortOption("created", "Age", Order.created_at),
     SortOption("amount", "Amount", Order.amount),
-    SortOption("created", "Created", Order.created_at),
+    SortOption("updated", "Last change", Order.updated_at),
 ]
 
 
@@ -69,7 +68,7 @@ def stuck() -> Any:
         id_column=Order.id,
         sort_options=STUCK_SORTS,
         args=request.args.to_dict(),
-        default_sort="updated",
+        default_sort="created",
         default_direction="asc",
         scalars=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import url_for
@@ -72,17 +73,22 @@ def replay_preview(s: Session, e: WebhookEvent, _params: dict[str, Any]) -> list
 def describe_pending_changes(s: Session, skip: object = None) -> list[tuple[str, str]]:
     """Unflushed changes in words: 'Order ORD-1: status paid -> confirmed'."""
     lines: list[tuple[str, str]] = []
+    new_objects = set(map(id, s.new))
     for obj in list(s.dirty) + list(s.new):
         if obj is skip:
             continue
         state = inspect(obj)
-        name = f"{type(obj).__name__} {getattr(obj, 'external_id', None) or getattr(obj, 'id', '')}"
+        ident = getattr(obj, "external_id", None) or getattr(obj, "id", None)
+        kind = type(obj).__name__
+        name = f"New {kind}" if id(obj) in new_objects else f"{kind} {ident or ''}".strip()
         changes = []
         for attr in state.mapper.column_attrs:
             hist = state.attrs[attr.key].history
-            if hist.added and attr.key not in ("updated_at",):
+            if hist.added and attr.key not in ("updated_at", "created_at"):
                 old = hist.deleted[0] if hist.deleted else None
                 new = hist.added[0]
+                if old is None and new is None:
+                    continue
                 changes.append(f"{attr.key}: {_word(old)} -> {_word(new)}")
         if changes:
             lines.append((name.strip(), "; ".join(changes)))
@@ -92,6 +98,8 @@ def describe_pending_changes(s: Session, skip: object = None) -> list[tuple[str,
 def _word(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
     return str(getattr(value, "value", value))[:60]
 
 

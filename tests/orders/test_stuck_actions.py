@@ -398,4 +398,17 @@ def test_refunded_mismatch_order_leaves_the_stuck_queue(app, auth, client, strip
     )
     assert reload(app, order.external_id).status == OrderStatus.REFUNDED
     client.get("/")  # consume the flash that names the order
-    assert f"row-order-{order.external_id}" not in client.get("/orders/stuck").get_data(as_text=True)
+    assert f"row-order-{order.external_id}" not in client.get("/orders/stuck").get_data(
+        as_text=True
+    )
+
+
+def test_htmx_verify_swaps_the_row_with_its_new_state(app, auth, client, stuck_paid, stripe):
+    auth.as_role("support")
+    resp = submit(client, "orders:payment:verify", stuck_paid.external_id, htmx=True)
+    assert resp.status_code == 200
+    assert resp.headers["HX-Retarget"] == f"#row-order-{stuck_paid.external_id}"
+    assert resp.headers["HX-Reswap"] == "outerHTML"
+    html = resp.get_data(as_text=True)
+    assert f'id="row-order-{stuck_paid.external_id}"' in html and "Resolved" in html
+    assert 'hx-swap-oob="true"' in html and "Verified at Stripe" in html

@@ -23,6 +23,7 @@ from console.audit.service import record
 from console.db import utcnow
 from console.inventory.models import InventoryReservation, ReservationStatus
 from console.ops.metrics import REFUND_OPERATIONS
+from console.orders.facts import known
 from console.orders.models import Order, OrderNote, OrderStatus
 from console.payments import money as money_service
 from console.payments.gateway import GatewayError, StripeGateway, gateway
@@ -132,6 +133,9 @@ def object_session_of(obj: Any) -> Session:
 
 
 def succeeded_payment(order: Order) -> Payment | None:
+    facts = known(order)
+    if facts is not None:
+        return facts.payments.get(order.id)
     s = object_session_of(order)
     return s.scalar(
         select(Payment)
@@ -251,6 +255,9 @@ verify_and_mark_paid = declare(
 
 
 def _unconfirmed(order: Order) -> list[InventoryReservation]:
+    facts = known(order)
+    if facts is not None:
+        return facts.reservations.get(order.id, [])
     s = object_session_of(order)
     return list(
         s.scalars(
@@ -392,8 +399,13 @@ def _refund_precondition(order: Order) -> str | None:
     amount, _ = refundable(order)
     if amount <= 0:
         return "nothing captured remains to refund."
-    s = object_session_of(order)
-    if money_service.in_flight_for(s, "order", order.external_id) is not None:
+    facts = known(order)
+    if facts is not None:
+        in_flight = order.external_id in facts.in_flight
+    else:
+        s = object_session_of(order)
+        in_flight = money_service.in_flight_for(s, "order", order.external_id) is not None
+    if in_flight:
         return (
             "a refund for this order is still in flight at Stripe; `payouts resume` will "
             "finish it. Do not refund again."

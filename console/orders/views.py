@@ -14,6 +14,7 @@ from console import db
 from console.audit.queries import history_for
 from console.db import utcnow
 from console.inventory.models import InventoryReservation
+from console.orders.facts import prefetch
 from console.orders.models import Order
 from console.orders.queries import (
     REASONS,
@@ -72,8 +73,10 @@ def stuck() -> Any:
         default_direction="asc",
         scalars=False,
     )
+    orders = [o for o, _why in page.rows]
+    prefetch(s, orders)
     pending = pending_events_by_intent(
-        s, [o.payment_intent_id for o, _why in page.rows if o.payment_intent_id]
+        s, [o.payment_intent_id for o in orders if o.payment_intent_id]
     )
     ctx = {
         "page": page,

@@ -202,10 +202,29 @@ def test_refund_is_denied_to_support(app, auth, client, captured, stripe, stripe
     assert stripe_refunds(stripe_client, captured.payment_intent_id) == []
 
 
+def test_refund_rate_limited_refunds_nothing_and_a_retry_refunds_once(
+    app, auth, client, captured, stripe, stripe_client
+):
+    auth.as_role("admin")
+    stripe.add_fault(path_prefix="/v1/refunds", status=429)
+    resp = submit(client, "orders:order:refund", captured.external_id, amount="20.00")
+    assert resp.status_code == 503 and "rate limiting" in resp.get_data(as_text=True)
+    assert stripe_refunds(stripe_client, captured.payment_intent_id) == []
+    assert (
+        submit(client, "orders:order:refund", captured.external_id, amount="20.00").status_code
+        == 303
+    )
+    assert len(stripe_refunds(stripe_client, captured.payment_intent_id)) == 1
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("after_effect", [False, True])
+@pytest.mark.parametrize(
+    ("after_effect", "delay"),
+    [(False, 0.0), (True, 0.0), (True, 3.0)],
+    ids=["500", "500-after", "timeout-after"],
+)
 def test_refund_with_unknown_outcome_stays_in_flight_and_resume_finishes_once(
-    committed_app, idp, stripe, stripe_client, after_effect
+    committed_app, idp, stripe, stripe_client, after_effect, delay
 ):
     from tests.conftest import AuthActions
 
@@ -227,7 +246,7 @@ def test_refund_with_unknown_outcome_stays_in_flight_and_resume_finishes_once(
     client = committed_app.test_client()
     AuthActions(client, idp).as_role("admin")
     form = confirm_form(client, "orders:order:refund", order.external_id)
-    stripe.add_fault(path_prefix="/v1/refunds", status=500, after_effect=after_effect)
+    stripe.add_fault(path_prefix="/v1/refunds", status=500, after_effect=after_effect, delay=delay)
     resp = submit(client, "orders:order:refund", order.external_id, form=form, amount="30.00")
     assert resp.status_code == 502
     assert "Do not refund again" in resp.get_data(as_text=True)

@@ -1,0 +1,47 @@
+"""A page of 50 rows costs a fixed number of queries, however many rows it shows."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import event
+
+from console import db
+from console.db import get_db, utcnow
+from console.demo.seed import seed
+from tests.factories import make_order
+
+
+@contextmanager
+def count_queries(app):
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = get_db(app).engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def test_list_pages_do_not_query_per_row(app, auth, client):
+    with app.app_context():
+        seed(db.session(), volume=100)
+    auth.as_role("admin")
+    pages = ["/orders/stuck", "/webhooks", "/audit", "/"]
+    with count_queries(app) as few:
+        for path in pages:
+            assert client.get(path).status_code == 200
+    with app.app_context():
+        s = db.session()
+        for _ in range(60):  # many more stuck orders: the page shows 50 of them
+            make_order(s, paid_at=utcnow() - timedelta(hours=1))
+        s.commit()
+    with count_queries(app) as many:
+        for path in pages:
+            assert client.get(path).status_code == 200
+    assert len(many) <= len(few) + 2, (len(few), len(many))

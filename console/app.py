@@ -90,6 +90,7 @@ def _register_blueprints(app: Flask) -> None:
     from console.actions.views import bp as actions_bp
     from console.audit.views import bp as audit_bp
     from console.dashboard import bp as dashboard_bp
+    from console.invoices.views import bp as invoices_bp
     from console.ops.views import bp as ops_bp
     from console.orders.views import bp as orders_bp
     from console.payments.views import bp as webhook_pages_bp
@@ -105,10 +106,12 @@ def _register_blueprints(app: Flask) -> None:
         queues_bp,
         webhooks_bp,
         webhook_pages_bp,
+        invoices_bp,
     ):
         app.register_blueprint(bp)
 
     # Declarations register themselves on import: actions and webhook handlers.
+    from console.invoices import actions as _invoice_actions  # noqa: F401
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
     from console.payments import actions as _payment_actions  # noqa: F401

@@ -46,7 +46,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     from console.audit.cli import audit_cli
     from console.demo.cli import demo_cli
+    from console.invoices.cli import invoices_cli
     from console.payments.cli import payouts_cli, webhooks_cli
 
-    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli):
+    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli, invoices_cli):
         app.cli.add_command(group)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from console.coupons.models import CouponReservation, CouponReservationStatus
 from console.inventory.models import InventoryItem, InventoryLedgerEntry
-from console.invoices.models import Invoice, InvoiceStatus
+from console.invoices.models import Invoice
 from console.ops.jobs import late_jobs
 from console.orders.queries import count_stuck
 from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
@@ -44,13 +44,9 @@ def failed_webhooks_condition(now: datetime):  # type: ignore[no-untyped-def]
 
 
 def invoices_attention_condition(now: datetime):  # type: ignore[no-untyped-def]
-    return or_(
-        Invoice.status == InvoiceStatus.FAILED,
-        and_(
-            Invoice.status.in_([InvoiceStatus.DRAFT, InvoiceStatus.GENERATED]),
-            Invoice.updated_at < now - INVOICE_STUCK_AFTER,
-        ),
-    )
+    from console.invoices.queries import attention_condition
+
+    return attention_condition(now)
 
 
 def coupon_leak_condition(now: datetime):  # type: ignore[no-untyped-def]
@@ -147,13 +143,6 @@ from console.security.permissions import Permission  # noqa: E402
 
 def _placeholder(title: str) -> str:
     return render_template("queues/placeholder.html", title=title)
-
-
-@bp.get("/invoices/failed")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def invoices() -> str:
-    return _placeholder("Failed invoices")
 
 
 @bp.get("/payouts/ready")

@@ -7,6 +7,8 @@ localstripe's own app (no fork):
 
 - Connect accounts (`/v1/accounts`) and Transfers (`/v1/transfers`), which
   localstripe does not have;
+- one-off invoices (`POST /v1/invoices` from pending invoice items), which
+  localstripe only makes for subscriptions;
 - the `created[gte|gt|lte|lt]` filter and correct `starting_after` paging on
   `GET /v1/payment_intents` (reconciliation pages through windows);
 - idempotency: a repeated `Idempotency-Key` gets the first response back
@@ -57,6 +59,7 @@ class _State:
     def __init__(self) -> None:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
         self.key_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.faults: list[dict[str, Any]] = []
@@ -238,6 +241,48 @@ async def list_transfers(request: web.Request) -> web.Response:
     return web.json_response(_list_envelope("/v1/transfers", items, request.query))
 
 
+async def create_one_off_invoice(request: web.Request) -> web.Response:
+    """A one-off invoice from the customer's pending items (localstripe only does subscriptions)."""
+    from localstripe.resources import InvoiceItem, store
+
+    data = await _form(request)
+    customer = str(data.get("customer") or "")
+    if f"customer:{customer}" not in store:
+        return _stripe_error(400, "invalid_request_error", f"No such customer: '{customer}'")
+    pending = [
+        item
+        for key, item in list(store.items())
+        if key.startswith("invoiceitem:")
+        and isinstance(item, InvoiceItem)
+        and item.customer == customer
+        and item.invoice is None
+    ]
+    if not pending:
+        return _stripe_error(
+            400,
+            "invalid_request_error",
+            "Nothing to invoice for customer",
+            "invoice_no_customer_line_items",
+        )
+    invoice_id = "in_double_" + secrets.token_hex(10)
+    for item in pending:
+        item.invoice = invoice_id
+    invoice = {
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "status": "draft",
+        "amount_due": sum(int(item.amount) for item in pending),
+        "currency": pending[0].currency,
+        "description": data.get("description"),
+        "metadata": data.get("metadata") or {},
+        "created": STATE.next_created(),
+        "livemode": False,
+    }
+    STATE.invoices[invoice_id] = invoice
+    return web.json_response(invoice)
+
+
 def _list_payment_intents(request: web.Request) -> web.Response:
     from localstripe.resources import store
 
@@ -324,6 +369,15 @@ async def control_middleware(request: web.Request, handler: Any) -> web.StreamRe
 async def _dispatch(request: web.Request, handler: Any) -> web.Response:
     if request.method == "GET" and request.path == "/v1/payment_intents":
         return _list_payment_intents(request)
+    if request.method == "POST" and request.path == "/v1/invoices":
+        return await create_one_off_invoice(request)
+    if request.method == "GET" and request.path.startswith("/v1/invoices/in_double_"):
+        invoice = STATE.invoices.get(request.path.rsplit("/", 1)[-1])
+        if invoice is None:
+            return _stripe_error(
+                404, "invalid_request_error", "No such invoice", "resource_missing"
+            )
+        return web.json_response(invoice)
     resp = await handler(request)
     if request.method == "POST" and request.path == "/v1/payment_intents":
         _stamp_payment_intent(resp)

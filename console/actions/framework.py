@@ -90,6 +90,8 @@ class Outcome:
 
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    level: str = "success"
+    """`warning` when the action ran but its result needs attention (e.g. a retry failed)."""
 
 
 @dataclass
@@ -169,6 +171,7 @@ class RunResult:
     outcome: str  # success | denied | failed | replayed | stale | invalid | step_up
     audit_seq: int | None = None
     target: Any = None
+    level: str = "success"
 
 
 def audit_denied(action: Action[Any], user: CurrentUser, target_id: str, why: str) -> int | None:
@@ -265,7 +268,7 @@ def run_action(
             )
         )
         s.commit()
-        return RunResult(200, outcome.message, "success", entry.seq, target)
+        return RunResult(200, outcome.message, "success", entry.seq, target, outcome.level)
     except IntegrityError:
         # The same idempotency key committed between our check and our insert.
         s.rollback()

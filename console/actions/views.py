@@ -144,7 +144,7 @@ def act(name: str, target_id: str) -> Any:
 def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunResult) -> Any:
     next_url = form.next.data or "/"
     ok = result.outcome in ("success", "replayed")
-    level = "success" if ok else "error"
+    level = result.level if ok else "error"
     if not _is_htmx():
         if ok:
             flash(result.message, level)

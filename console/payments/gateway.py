@@ -190,6 +190,44 @@ class StripeGateway:
             )
         )
 
+    # -- invoicing
+
+    def send_invoice(
+        self,
+        *,
+        invoice_ref: str,
+        customer_email: str,
+        amount: int,
+        currency: str,
+        description: str,
+    ) -> dict[str, Any]:
+        """Issue an invoice through Stripe Invoicing; keys per invoice make retries safe."""
+        customer = self._call(
+            self.client.v1.customers.create,
+            {"email": customer_email, "metadata": {"invoice": invoice_ref}},
+            {"idempotency_key": f"invoice-{invoice_ref}-customer"},
+        )
+        self._call(
+            self.client.v1.invoice_items.create,
+            {
+                "customer": customer.id,
+                "amount": amount,
+                "currency": currency.lower(),
+                "description": description,
+            },
+            {"idempotency_key": f"invoice-{invoice_ref}-item"},
+        )
+        invoice = self._call(
+            self.client.v1.invoices.create,
+            {
+                "customer": customer.id,
+                "description": description,
+                "metadata": {"invoice": invoice_ref},
+            },
+            {"idempotency_key": f"invoice-{invoice_ref}-invoice"},
+        )
+        return _plain(invoice)
+
     # -- demo set-up (test mode only)
 
     def _refuse_live(self) -> None:

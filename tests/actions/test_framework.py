@@ -132,10 +132,29 @@ def make_webhook_event(s) -> str:
     return "evt_matrix_1"
 
 
+def make_invoice(s) -> str:
+    from console.invoices.models import Invoice, InvoiceStatus
+
+    order = make_order(s)
+    s.add(
+        Invoice(
+            external_id=f"INV-{order.external_id}",
+            order_id=order.id,
+            amount=order.amount,
+            currency=order.currency,
+            status=InvoiceStatus.FAILED,
+        )
+    )
+    s.flush()
+    return f"INV-{order.external_id}"
+
+
 # One target per target type; a new queue's actions must add theirs here.
 TARGET_FACTORIES = {
     "order": lambda s: make_order(s).external_id,
     "webhook_event": make_webhook_event,
+    "invoice": make_invoice,
+    "invoice_selection": lambda s: "status=failed",
 }
 
 

@@ -95,6 +95,7 @@ def _register_blueprints(app: Flask) -> None:
     from console.orders.views import bp as orders_bp
     from console.payments.views import bp as webhook_pages_bp
     from console.payments.webhooks import bp as webhooks_bp
+    from console.payouts.views import bp as payouts_bp
     from console.queues import bp as queues_bp
 
     for bp in (
@@ -107,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
         webhooks_bp,
         webhook_pages_bp,
         invoices_bp,
+        payouts_bp,
     ):
         app.register_blueprint(bp)
 
@@ -115,6 +117,8 @@ def _register_blueprints(app: Flask) -> None:
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
     from console.payments import actions as _payment_actions  # noqa: F401
+    from console.payouts import actions as _payout_actions  # noqa: F401
+    from console.payouts import release as _payout_release  # noqa: F401
     from console.payouts import services as _payout_services  # noqa: F401
 
 

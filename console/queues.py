@@ -145,20 +145,6 @@ def _placeholder(title: str) -> str:
     return render_template("queues/placeholder.html", title=title)
 
 
-@bp.get("/payouts/ready")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def payouts() -> str:
-    return _placeholder("Payouts ready to release")
-
-
-@bp.get("/approvals")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def approvals() -> str:
-    return _placeholder("Approvals")
-
-
 @bp.get("/reconciliation")
 @login_required
 @require(Permission.QUEUES_VIEW)

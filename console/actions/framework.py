@@ -5,7 +5,7 @@ permission it needs, how to load and lock its target, the precondition, the
 consequences to show, the form, whether it is high-risk (step-up) and the
 effect (a service function). `run_action` does the rest:
 
-permission -> form -> step-up -> idempotency -> lock target -> re-check
+permission -> form -> step-up -> idempotency -> lock target (NOWAIT) -> re-check
 precondition -> effect -> audit entry -> one commit.
 
 A denial, a stale page and a failed effect each leave an audit entry too.
@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
@@ -199,7 +199,20 @@ def run_action(
         return _replay(previous, action, target_id, user)
 
     try:
-        target = action.load(s, target_id, True)
+        try:
+            target = action.load(s, target_id, True)
+        except OperationalError as exc:
+            if not _lock_not_available(exc):
+                raise
+            # Someone else is acting on this row right now: answer at once
+            # instead of queueing behind them (and holding a connection).
+            s.rollback()
+            return RunResult(
+                409,
+                f"Someone else is acting on this {action.target_type} right now. Nothing was "
+                "changed; reload the page in a moment to see the result.",
+                "stale",
+            )
         if target is None:
             s.rollback()
             return RunResult(404, f"No {action.target_type} {target_id} was found.", "failed")
@@ -337,6 +350,11 @@ def _audit_failure(
         params=params,
         details=details,
     )
+
+
+def _lock_not_available(exc: OperationalError) -> bool:
+    """PostgreSQL's 55P03 (lock_not_available), from FOR UPDATE NOWAIT."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
 def _find_idempotent(s: Session, key: str) -> IdempotencyRecord | None:

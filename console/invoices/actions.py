@@ -34,7 +34,7 @@ BULK_LIMIT = 200
 def load_invoice(s: Session, external_id: str, lock: bool) -> Invoice | None:
     stmt = select(Invoice).where(Invoice.external_id == external_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(nowait=True)
     return s.scalar(stmt)
 
 

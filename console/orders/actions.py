@@ -35,7 +35,7 @@ from console.templating import money
 def load_order(s: Session, external_id: str, lock: bool) -> Order | None:
     stmt = select(Order).where(Order.external_id == external_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(nowait=True)
     return s.scalar(stmt)
 
 

@@ -21,7 +21,7 @@ from console.security.permissions import Permission
 def load_event(s: Session, event_id: str, lock: bool) -> WebhookEvent | None:
     stmt = select(WebhookEvent).where(WebhookEvent.event_id == event_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(nowait=True)
     return s.scalar(stmt)
 
 

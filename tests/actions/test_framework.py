@@ -132,6 +132,22 @@ def make_webhook_event(s) -> str:
     return "evt_matrix_1"
 
 
+def make_payout(s, **fields):
+    from tests.factories import make_payout as factory
+
+    return factory(s, **fields)
+
+
+def make_approval(s) -> int:
+    from console.payouts.release import request_release
+
+    payout = make_payout(s)
+    approval = request_release(
+        s, [payout], actor={"sub": "someone-else", "email": "x@example.test"}, reason="matrix"
+    )
+    return approval.id
+
+
 def make_invoice(s) -> str:
     from console.invoices.models import Invoice, InvoiceStatus
 
@@ -155,6 +171,8 @@ TARGET_FACTORIES = {
     "webhook_event": make_webhook_event,
     "invoice": make_invoice,
     "invoice_selection": lambda s: "status=failed",
+    "payout": lambda s: make_payout(s).external_id,
+    "approval": lambda s: str(make_approval(s)),
 }
 
 

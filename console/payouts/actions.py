@@ -1,0 +1,316 @@
+"""Guarded actions on payouts: hold, unhold, request release, approve, reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from console.actions.framework import Action, ActionContext, ActionError, Outcome, declare
+from console.audit.service import record
+from console.db import utcnow
+from console.payments.gateway import gateway
+from console.payouts.eligibility import ineligibility_reasons
+from console.payouts.models import (
+    Approval,
+    ApprovalStatus,
+    PayoutStatus,
+    SellerPayout,
+)
+from console.payouts.release import changes_since_request, release_one, request_release, void
+from console.security.permissions import Permission
+from console.templating import money
+
+
+def load_payout(s: Session, external_id: str, lock: bool) -> SellerPayout | None:
+    stmt = (
+        select(SellerPayout)
+        .where(SellerPayout.external_id == external_id)
+        .options(selectinload(SellerPayout.seller))
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=SellerPayout, nowait=True)
+    return s.scalar(stmt)
+
+
+def payout_snapshot(p: SellerPayout) -> dict[str, Any]:
+    return {
+        "status": p.status.value,
+        "amount": p.amount,
+        "currency": p.currency,
+        "destination": p.destination_account,
+        "admin_hold": p.admin_hold,
+        "dispute_status": p.dispute_status.value,
+        "stripe_transfer_id": p.stripe_transfer_id,
+    }
+
+
+def payout_url(p: SellerPayout) -> str:
+    return url_for("payouts.detail", external_id=p.external_id)
+
+
+def _describe(p: SellerPayout) -> list[tuple[str, str]]:
+    return [
+        ("Payout", f"{p.external_id} ({p.status.value})"),
+        ("Amount", money(p.amount, p.currency)),
+        ("Seller", f"{p.seller.email} — {p.destination_account}"),
+    ]
+
+
+# ------------------------------------------------------------------ hold / unhold
+
+
+def _hold_effect(ctx: ActionContext, p: SellerPayout) -> Outcome:
+    p.admin_hold = True
+    p.hold_reason = ctx.reason
+    return Outcome(f"Payout {p.external_id} is on hold.")
+
+
+def _unhold_effect(ctx: ActionContext, p: SellerPayout) -> Outcome:
+    p.admin_hold = False
+    p.hold_reason = None
+    return Outcome(f"Hold lifted on payout {p.external_id}.")
+
+
+RELEASABLE = (PayoutStatus.HELD, PayoutStatus.ELIGIBLE, PayoutStatus.PENDING_APPROVAL)
+
+hold = declare(
+    Action[SellerPayout](
+        name="payouts:payout:hold",
+        label="Hold",
+        permission=Permission.PAYOUTS_PAYOUT_HOLD,
+        target_type="payout",
+        load=load_payout,
+        precondition=lambda p: (
+            None
+            if not p.admin_hold and p.status in RELEASABLE
+            else "the payout is already on hold or no longer releasable."
+        ),
+        describe=lambda p: [
+            *_describe(p),
+            ("Effect", "Blocks release (manual and automatic) until the hold is lifted."),
+        ],
+        effect=_hold_effect,
+        snapshot=payout_snapshot,
+        return_url=payout_url,
+    )
+)
+
+unhold = declare(
+    Action[SellerPayout](
+        name="payouts:payout:unhold",
+        label="Lift hold",
+        permission=Permission.PAYOUTS_PAYOUT_HOLD,
+        target_type="payout",
+        load=load_payout,
+        precondition=lambda p: None if p.admin_hold else "the payout is not on hold.",
+        describe=lambda p: [
+            *_describe(p),
+            ("Hold reason", p.hold_reason or "—"),
+            ("Effect", "Lifts the admin hold; the other release rules still apply."),
+        ],
+        effect=_unhold_effect,
+        snapshot=payout_snapshot,
+        return_url=payout_url,
+    )
+)
+
+
+# ------------------------------------------------------------------ request release
+
+
+def _request_precondition(p: SellerPayout) -> str | None:
+    if p.status == PayoutStatus.PENDING_APPROVAL:
+        return "a release of this payout is already waiting for approval."
+    reasons = ineligibility_reasons(p, utcnow())
+    if reasons:
+        return "not eligible: " + "; ".join(reasons) + "."
+    return None
+
+
+def _request_effect(ctx: ActionContext, p: SellerPayout) -> Outcome:
+    approval = request_release(ctx.session, [p], actor=ctx.user.actor(), reason=ctx.reason)
+    return Outcome(
+        f"Release of {p.external_id} requested (approval #{approval.id}); a different admin "
+        "must approve it.",
+        {"approval_id": approval.id, "payload_hash": approval.payload_hash},
+    )
+
+
+request = declare(
+    Action[SellerPayout](
+        name="payouts:release:request",
+        label="Request release",
+        permission=Permission.PAYOUTS_RELEASE_REQUEST,
+        target_type="payout",
+        load=load_payout,
+        precondition=_request_precondition,
+        describe=lambda p: [
+            *_describe(p),
+            (
+                "Effect",
+                f"Asks a second admin to approve a transfer of {money(p.amount, p.currency)} "
+                f"to {p.destination_account}. The approval is bound to exactly this amount "
+                "and account.",
+            ),
+        ],
+        effect=_request_effect,
+        snapshot=payout_snapshot,
+        return_url=payout_url,
+    )
+)
+
+
+# ------------------------------------------------------------------ approve / reject
+
+
+def load_approval(s: Session, approval_id: str, lock: bool) -> Approval | None:
+    if not approval_id.isdigit():
+        return None
+    stmt = (
+        select(Approval)
+        .where(Approval.id == int(approval_id))
+        .options(selectinload(Approval.items))
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Approval, nowait=True)
+    return s.scalar(stmt)
+
+
+def approval_snapshot(a: Approval) -> dict[str, Any]:
+    return {"status": a.status.value, "payload_hash": a.payload_hash, "payload": a.payload}
+
+
+def approvals_url(_a: Approval) -> str:
+    return url_for("payouts.approvals")
+
+
+def _approval_describe(a: Approval) -> list[tuple[str, str]]:
+    lines = [
+        ("Requested by", f"{a.requested_by_email or a.requested_by_sub}"),
+        ("Reason given", a.request_reason or "—"),
+    ]
+    for item in a.payload.get("payouts", []):
+        lines.append(
+            (
+                f"Transfer {item['payout']}",
+                f"{money(item['amount'], item['currency'])} to {item['destination']}",
+            )
+        )
+    lines.append(("Payload hash", a.payload_hash))
+    return lines
+
+
+def _pending(a: Approval) -> str | None:
+    return None if a.status == ApprovalStatus.PENDING else f"the request is {a.status.value}."
+
+
+def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
+    if a.requested_by_sub == ctx.user.sub:
+        raise ActionError(
+            "You requested this release: four eyes means a different admin must approve it.",
+            status=403,
+            details={"why": "self-approval"},
+        )
+    payouts, problems = changes_since_request(ctx.session, a)
+    if problems:
+        void(a, payouts, problems, ctx.user.sub)
+        return Outcome(
+            "Approval voided, nothing was transferred: " + "; ".join(problems) + ".",
+            {"voided": problems},
+            level="warning",
+        )
+    a.status = ApprovalStatus.APPROVED
+    a.decided_by_sub = ctx.user.sub
+    a.decided_at = utcnow()
+    a.decision_reason = ctx.reason
+    gw = gateway()
+    results = []
+    for p in payouts:
+        p.status = PayoutStatus.APPROVED
+        result = release_one(ctx.session, gw, p, actor_sub=ctx.user.sub)
+        results.append(result)
+        if result.result == "released":
+            record(
+                ctx.session,
+                action="payouts:payout:release",
+                outcome="success",
+                actor=ctx.user.actor(),
+                target_type="payout",
+                target_id=p.external_id,
+                reason=ctx.reason,
+                params={"approval_id": a.id},
+                details={"transfer_id": result.transfer_id, **result.details},
+            )
+        for item in a.items:
+            if item.payout_id == p.id:
+                item.result, item.message = result.result, result.message
+    if all(r.result == "released" for r in results):
+        a.status = ApprovalStatus.EXECUTED
+    released = [r for r in results if r.result == "released"]
+    summary = "; ".join(
+        f"{r.payout} {r.result}" + (f" ({r.transfer_id})" if r.transfer_id else "") for r in results
+    )
+    return Outcome(
+        f"Approved and released {len(released)} of {len(results)}: {summary}",
+        {"results": [r.__dict__ for r in results]},
+        level="success" if len(released) == len(results) else "warning",
+    )
+
+
+approve = declare(
+    Action[Approval](
+        name="payouts:release:approve",
+        label="Approve and release",
+        permission=Permission.PAYOUTS_RELEASE_APPROVE,
+        target_type="approval",
+        load=load_approval,
+        precondition=_pending,
+        describe=lambda a: [
+            *_approval_describe(a),
+            (
+                "Effect",
+                "Re-checks every payout; if anything changed since the request the approval "
+                "is voided. Otherwise Stripe transfers exactly these amounts now.",
+            ),
+        ],
+        effect=_approve_effect,
+        snapshot=approval_snapshot,
+        return_url=approvals_url,
+        high_risk=True,
+    )
+)
+
+
+def _reject_effect(ctx: ActionContext, a: Approval) -> Outcome:
+    payouts, _ = changes_since_request(ctx.session, a)
+    a.status = ApprovalStatus.REJECTED
+    a.decided_by_sub = ctx.user.sub
+    a.decided_at = utcnow()
+    a.decision_reason = ctx.reason
+    for p in payouts:
+        if p.status == PayoutStatus.PENDING_APPROVAL:
+            p.status = PayoutStatus.ELIGIBLE
+    return Outcome(f"Release request #{a.id} rejected; nothing was transferred.")
+
+
+reject = declare(
+    Action[Approval](
+        name="payouts:release:reject",
+        label="Reject",
+        permission=Permission.PAYOUTS_RELEASE_APPROVE,
+        target_type="approval",
+        load=load_approval,
+        precondition=_pending,
+        describe=lambda a: [
+            *_approval_describe(a),
+            ("Effect", "Rejects the request; the payouts go back to the ready queue."),
+        ],
+        effect=_reject_effect,
+        snapshot=approval_snapshot,
+        return_url=approvals_url,
+        danger=True,
+    )
+)

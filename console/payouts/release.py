@@ -1,0 +1,259 @@
+"""Releasing seller payouts: four-eyes approvals bound to a payload hash, and
+Stripe Connect transfers that happen at most once per payout.
+
+A release request freezes the exact payload (payout ids, amounts, currencies,
+destination accounts) and its SHA-256. Approval re-checks everything: a
+payout whose amount, account, hold or dispute changed voids the approval.
+Each transfer follows the money-movement protocol with the idempotency key
+`transfer-<payout>`: one payout, one key, one transfer, however many clicks,
+processes or crashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from console.audit.chain import canonical_json
+from console.db import utcnow
+from console.payments import money
+from console.payments.gateway import GatewayError, StripeGateway
+from console.payments.models import MoneyMovement, MovementKind, MovementStatus
+from console.payouts.eligibility import ineligibility_reasons
+from console.payouts.models import (
+    Approval,
+    ApprovalItem,
+    ApprovalStatus,
+    PayoutStatus,
+    SellerPayout,
+)
+
+
+def payout_payload(payouts: list[SellerPayout]) -> dict[str, Any]:
+    return {
+        "payouts": [
+            {
+                "id": p.id,
+                "payout": p.external_id,
+                "amount": p.amount,
+                "currency": p.currency,
+                "destination": p.destination_account,
+            }
+            for p in sorted(payouts, key=lambda p: p.id)
+        ]
+    }
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def request_release(
+    s: Session, payouts: list[SellerPayout], *, actor: dict[str, Any], reason: str
+) -> Approval:
+    """Create an approval for exactly these payouts (the caller holds their locks)."""
+    payload = payout_payload(payouts)
+    approval = Approval(
+        payload=payload,
+        payload_hash=payload_hash(payload),
+        status=ApprovalStatus.PENDING,
+        requested_by_sub=str(actor.get("sub")),
+        requested_by_email=str(actor.get("email") or ""),
+        request_reason=reason,
+    )
+    s.add(approval)
+    s.flush()
+    for p in payouts:
+        p.status = PayoutStatus.PENDING_APPROVAL
+        s.add(
+            ApprovalItem(
+                approval_id=approval.id,
+                payout_id=p.id,
+                amount=p.amount,
+                currency=p.currency,
+                destination_account=p.destination_account,
+            )
+        )
+    return approval
+
+
+def changes_since_request(s: Session, approval: Approval) -> tuple[list[SellerPayout], list[str]]:
+    """Lock the approval's payouts; list what changed since the request, in words."""
+    ids = [item["id"] for item in approval.payload.get("payouts", [])]
+    payouts = list(
+        s.scalars(
+            select(SellerPayout)
+            .where(SellerPayout.id.in_(ids))
+            .order_by(SellerPayout.id)
+            .with_for_update()
+        )
+    )
+    problems: list[str] = []
+    if payload_hash(approval.payload) != approval.payload_hash:
+        problems.append("the stored request does not match its hash")
+    by_id = {p.id: p for p in payouts}
+    now = utcnow()
+    for item in approval.payload.get("payouts", []):
+        p = by_id.get(item["id"])
+        if p is None:
+            problems.append(f"payout {item['payout']} no longer exists")
+            continue
+        if p.amount != item["amount"] or p.currency != item["currency"]:
+            problems.append(
+                f"{p.external_id}: amount changed from {item['amount']} {item['currency']} "
+                f"to {p.amount} {p.currency}"
+            )
+        if p.destination_account != item["destination"]:
+            problems.append(
+                f"{p.external_id}: destination changed from {item['destination']} "
+                f"to {p.destination_account}"
+            )
+        if p.status != PayoutStatus.PENDING_APPROVAL:
+            problems.append(f"{p.external_id}: status is now {p.status.value}")
+        # Eligibility again, as if it were still waiting (status aside).
+        reasons = [r for r in ineligibility_reasons(p, now) if not r.startswith("status is")]
+        problems.extend(f"{p.external_id}: {r}" for r in reasons)
+    return payouts, problems
+
+
+def void(approval: Approval, payouts: list[SellerPayout], why: list[str], actor_sub: str) -> None:
+    approval.status = ApprovalStatus.VOIDED
+    approval.decided_by_sub = actor_sub
+    approval.decided_at = utcnow()
+    approval.decision_reason = "; ".join(why)[:2000]
+    for p in payouts:
+        if p.status == PayoutStatus.PENDING_APPROVAL:
+            p.status = PayoutStatus.ELIGIBLE
+
+
+@dataclass
+class TransferResult:
+    payout: str
+    result: str  # released | failed | in_flight | skipped
+    message: str
+    transfer_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def transfer_key(s: Session, payout: SellerPayout) -> str:
+    """One key per payout; a new one only after Stripe definitely refused the last."""
+    refused = s.scalar(
+        select(func.count(MoneyMovement.id)).where(
+            MoneyMovement.target_type == "payout",
+            MoneyMovement.target_id == payout.external_id,
+            MoneyMovement.status == MovementStatus.FAILED,
+        )
+    )
+    return f"transfer-{payout.external_id}" + (f"-{refused + 1}" if refused else "")
+
+
+def release_one(
+    s: Session, gw: StripeGateway, payout: SellerPayout, *, actor_sub: str | None
+) -> TransferResult:
+    """Move a payout's money: attempt committed first, Stripe call, outcome (caller commits).
+
+    The caller holds the payout's row lock. A timeout or 5xx keeps the attempt
+    in flight (the outcome is unknown); `payouts resume` finishes it.
+    """
+    key = transfer_key(s, payout)
+    movement = money.begin(
+        kind=MovementKind.TRANSFER,
+        idempotency_key=key,
+        target_type="payout",
+        target_id=payout.external_id,
+        amount=payout.amount,
+        currency=payout.currency,
+        payload={
+            "destination": payout.destination_account,
+            "transfer_group": f"order-{payout.order_id}",
+            "payout": payout.external_id,
+        },
+        actor_sub=actor_sub,
+    )
+    try:
+        transfer = gw.create_transfer(
+            amount=payout.amount,
+            currency=payout.currency,
+            destination=payout.destination_account,
+            transfer_group=f"order-{payout.order_id}",
+            idempotency_key=key,
+            metadata={"payout_id": payout.external_id, "order_id": str(payout.order_id)},
+        )
+    except GatewayError as exc:
+        if exc.outcome_unknown:
+            money.note_call(movement.id, str(exc), failed=False)
+            payout.last_error = f"in flight: {exc}"[:2000]
+            return TransferResult(
+                payout.external_id,
+                "in_flight",
+                f"Stripe did not confirm the transfer ({exc.message}); it stays in flight and "
+                "`payouts resume` will finish it with the same key",
+                details={"movement_id": movement.id},
+            )
+        money.note_call(movement.id, str(exc), failed=exc.kind != "rate_limited")
+        payout.last_error = str(exc)[:2000]
+        if exc.kind != "rate_limited":
+            payout.status = PayoutStatus.FAILED
+        return TransferResult(payout.external_id, "failed", f"Stripe refused: {exc.message}")
+    mark_released(payout, str(transfer["id"]))
+    money.succeed(s, movement.id, str(transfer["id"]))
+    return TransferResult(
+        payout.external_id,
+        "released",
+        f"transferred {payout.amount} {payout.currency} to {payout.destination_account}",
+        transfer_id=str(transfer["id"]),
+        details={"movement_id": movement.id},
+    )
+
+
+def mark_released(payout: SellerPayout, transfer_id: str) -> None:
+    payout.status = PayoutStatus.RELEASED
+    payout.stripe_transfer_id = transfer_id
+    payout.released_at = utcnow()
+    payout.last_error = None
+
+
+@money.finisher(MovementKind.TRANSFER)
+def finish_transfer(s: Session, gw: StripeGateway, movement: MoneyMovement) -> str:
+    """Re-issue an in-flight transfer with its key; after 23 h find it by metadata."""
+    payout = s.scalar(
+        select(SellerPayout).where(SellerPayout.external_id == movement.target_id).with_for_update()
+    )
+    if payout is None:
+        raise LookupError(f"payout {movement.target_id} not found")
+    age = utcnow() - movement.created_at
+    transfer_id: str | None = None
+    if age.total_seconds() > 23 * 3600:
+        # Stripe keeps idempotency keys for 24 h: look for the transfer instead.
+        for t in gw.list_transfers(transfer_group=movement.payload["transfer_group"]):
+            if (t.get("metadata") or {}).get("payout_id") == payout.external_id:
+                transfer_id = str(t["id"])
+                break
+    if transfer_id is None:
+        transfer = gw.create_transfer(
+            amount=movement.amount,
+            currency=movement.currency,
+            destination=movement.payload["destination"],
+            transfer_group=movement.payload["transfer_group"],
+            idempotency_key=movement.idempotency_key,
+            metadata={"payout_id": payout.external_id, "order_id": str(payout.order_id)},
+        )
+        transfer_id = str(transfer["id"])
+    mark_released(payout, transfer_id)
+    from console.audit.service import record
+
+    record(
+        s,
+        action="payouts:payout:release",
+        outcome="success",
+        actor={"sub": "system:payouts-resume", "email": None, "roles": []},
+        target_type="payout",
+        target_id=payout.external_id,
+        reason="finished an in-flight transfer with its original idempotency key",
+        details={"transfer_id": transfer_id, "movement_id": movement.id},
+    )
+    return transfer_id

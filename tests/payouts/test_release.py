@@ -1,0 +1,291 @@
+"""Four-eyes release: a request bound to its payload, approval by someone else,
+and at most one Stripe transfer per payout whatever happens."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from console import db
+from console.audit.models import AuditEntry
+from console.payments.models import MoneyMovement, MovementStatus
+from console.payouts.models import (
+    Approval,
+    ApprovalStatus,
+    DisputeStatus,
+    PayoutStatus,
+    SellerPayout,
+)
+from tests.actions.helpers import confirm_form, submit
+from tests.conftest import AuthActions
+from tests.factories import make_payout
+
+
+def payout_of(app, external_id: str) -> SellerPayout:
+    with app.app_context():
+        return db.session().scalar(
+            select(SellerPayout).where(SellerPayout.external_id == external_id)
+        )
+
+
+def approval_of(app, approval_id: int) -> Approval:
+    with app.app_context():
+        return db.session().get(Approval, approval_id)
+
+
+def transfers_for(stripe_client, payout: SellerPayout) -> list:
+    return [
+        t
+        for t in stripe_client.v1.transfers.list(
+            {"limit": 100, "transfer_group": f"order-{payout.order_id}"}
+        ).data
+        if t.to_dict().get("metadata", {}).get("payout_id") == payout.external_id
+    ]
+
+
+def audit(app, action: str) -> list[AuditEntry]:
+    with app.app_context():
+        return list(db.session().scalars(select(AuditEntry).where(AuditEntry.action == action)))
+
+
+@pytest.fixture
+def eligible(app, stripe_client):
+    with app.app_context():
+        s = db.session()
+        payout = make_payout(s, amount=18000)
+        s.commit()
+    stripe_client.v1.accounts.create({"type": "express", "id": payout.destination_account})
+    return payout
+
+
+def request_as_admin(client, payout) -> int:
+    resp = submit(
+        client, "payouts:release:request", payout.external_id, reason="Auto-release failed twice"
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    return int(audit_request_id(client, payout))
+
+
+def audit_request_id(client, payout) -> int:
+    app = client.application
+    with app.app_context():
+        return db.session().scalar(select(Approval.id).order_by(Approval.id.desc()))
+
+
+def test_request_then_approve_by_another_admin_transfers_once(
+    app, idp, eligible, stripe, stripe_client
+):
+    requester = app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    approval_id = request_as_admin(requester, eligible)
+    approval = approval_of(app, approval_id)
+    assert approval.status == ApprovalStatus.PENDING and len(approval.payload_hash) == 64
+    assert payout_of(app, eligible.external_id).status == PayoutStatus.PENDING_APPROVAL
+
+    approver = app.test_client()
+    AuthActions(approver, idp).as_role("admin2")
+    page = approver.get("/approvals").get_data(as_text=True)
+    assert "Approve and release" in page and "180.00 EUR" in page
+    resp = submit(
+        approver,
+        "payouts:release:approve",
+        str(approval_id),
+        reason="Checked the order and delivery",
+    )
+    assert resp.status_code == 303
+    payout = payout_of(app, eligible.external_id)
+    assert payout.status == PayoutStatus.RELEASED and payout.stripe_transfer_id.startswith("tr_")
+    assert approval_of(app, approval_id).status == ApprovalStatus.EXECUTED
+    [transfer] = transfers_for(stripe_client, payout)
+    assert transfer.amount == 18000 and transfer.destination == payout.destination_account
+    [released] = audit(app, "payouts:payout:release")
+    assert released.details["extra"]["transfer_id"] == transfer.id
+
+
+def test_self_approval_is_refused_and_audited(app, auth, client, eligible, stripe, stripe_client):
+    auth.as_role("admin")
+    approval_id = request_as_admin(client, eligible)
+    resp = submit(
+        client, "payouts:release:approve", str(approval_id), reason="approving my own request"
+    )
+    assert resp.status_code == 403
+    assert "different admin must approve" in resp.get_data(as_text=True)
+    assert approval_of(app, approval_id).status == ApprovalStatus.PENDING
+    assert audit(app, "payouts:release:approve")[-1].outcome == "failed"
+    assert transfers_for(stripe_client, eligible) == []
+
+
+@pytest.mark.parametrize("change", ["amount", "dispute", "account"])
+def test_anything_changed_since_the_request_voids_the_approval(
+    app, idp, eligible, stripe, stripe_client, change
+):
+    requester = app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    approval_id = request_as_admin(requester, eligible)
+    with app.app_context():
+        s = db.session()
+        p = s.scalar(select(SellerPayout).where(SellerPayout.external_id == eligible.external_id))
+        if change == "amount":
+            p.amount = 99000
+        elif change == "dispute":
+            p.dispute_status = DisputeStatus.OPEN
+        else:
+            p.destination_account = "acct_attacker"
+        s.commit()
+    approver = app.test_client()
+    AuthActions(approver, idp).as_role("admin2")
+    resp = submit(
+        approver, "payouts:release:approve", str(approval_id), reason="Approving the release"
+    )
+    assert resp.status_code == 303
+    page = approver.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Approval voided" in page
+    assert approval_of(app, approval_id).status == ApprovalStatus.VOIDED
+    assert transfers_for(stripe_client, eligible) == []
+
+
+def test_reject_returns_payout_to_the_queue(app, idp, eligible):
+    requester = app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    approval_id = request_as_admin(requester, eligible)
+    approver = app.test_client()
+    AuthActions(approver, idp).as_role("admin2")
+    assert (
+        submit(
+            approver, "payouts:release:reject", str(approval_id), reason="Seller asked to wait"
+        ).status_code
+        == 303
+    )
+    assert approval_of(app, approval_id).status == ApprovalStatus.REJECTED
+    assert payout_of(app, eligible.external_id).status == PayoutStatus.ELIGIBLE
+
+
+def test_hold_blocks_release_and_unhold_lifts_it(app, auth, client, eligible):
+    auth.as_role("admin")
+    assert (
+        submit(
+            client, "payouts:payout:hold", eligible.external_id, reason="KYC review open"
+        ).status_code
+        == 303
+    )
+    blocked = client.get("/payouts/ready?tab=blocked").get_data(as_text=True)
+    assert eligible.external_id in blocked and "on admin hold: KYC review open" in blocked
+    assert "/actions/payouts:release:request/" + eligible.external_id not in client.get(
+        f"/payouts/{eligible.external_id}"
+    ).get_data(as_text=True)
+    assert (
+        submit(
+            client, "payouts:payout:unhold", eligible.external_id, reason="KYC cleared"
+        ).status_code
+        == 303
+    )
+    assert payout_of(app, eligible.external_id).admin_hold is False
+
+
+def test_support_may_request_but_not_approve(app, idp, eligible):
+    support = app.test_client()
+    AuthActions(support, idp).as_role("support")
+    approval_id = request_as_admin(support, eligible)
+    form = {
+        "csrf_token": AuthActions(support, idp).csrf_token(),
+        "idempotency_key": "crafted-approve-000001",
+        "reason": "crafted approval",
+    }
+    resp = submit(support, "payouts:release:approve", str(approval_id), form=form)
+    assert resp.status_code == 403
+    assert audit(app, "payouts:release:approve")[-1].outcome == "denied"
+
+
+@pytest.mark.slow
+def test_fifty_concurrent_approvals_give_exactly_one_transfer(
+    committed_app, idp, stripe, stripe_client
+):
+    with committed_app.app_context():
+        s = db.session()
+        payout = make_payout(s, amount=12600)
+        s.commit()
+    stripe_client.v1.accounts.create({"type": "express", "id": payout.destination_account})
+    requester = committed_app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    approval_id = request_as_admin(requester, payout)
+    clients = []
+    for _ in range(50):
+        c = committed_app.test_client()
+        AuthActions(c, idp).as_role("admin2")
+        clients.append((c, confirm_form(c, "payouts:release:approve", str(approval_id))))
+    barrier = threading.Barrier(50)
+    statuses: list[int] = []
+
+    def approve(i: int) -> None:
+        c, form = clients[i]
+        barrier.wait()
+        statuses.append(
+            submit(
+                c,
+                "payouts:release:approve",
+                str(approval_id),
+                form=form,
+                reason="Approving concurrently",
+            ).status_code
+        )
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses.count(303) == 1 and statuses.count(409) == 49, sorted(statuses)
+    assert len(transfers_for(stripe_client, payout)) == 1
+    assert len(audit(committed_app, "payouts:payout:release")) == 1
+    assert payout_of(committed_app, payout.external_id).status == PayoutStatus.RELEASED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("status", "after_effect", "delay"),
+    [(500, True, 0.0), (500, False, 0.0), (429, False, 0.0), (500, True, 3.0)],
+    ids=["crash-after-stripe", "500", "429", "timeout"],
+)
+def test_unknown_outcome_stays_in_flight_and_resume_gives_one_transfer(
+    committed_app, idp, stripe, stripe_client, status, after_effect, delay
+):
+    with committed_app.app_context():
+        s = db.session()
+        payout = make_payout(s, amount=5100)
+        s.commit()
+    stripe_client.v1.accounts.create({"type": "express", "id": payout.destination_account})
+    requester = committed_app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    approval_id = request_as_admin(requester, payout)
+    approver = committed_app.test_client()
+    AuthActions(approver, idp).as_role("admin2")
+    form = confirm_form(approver, "payouts:release:approve", str(approval_id))
+    stripe.add_fault(
+        path_prefix="/v1/transfers",
+        method="POST",
+        status=status,
+        after_effect=after_effect,
+        delay=delay,
+    )
+    resp = submit(
+        approver,
+        "payouts:release:approve",
+        str(approval_id),
+        form=form,
+        reason="Approving with faults",
+    )
+    assert resp.status_code == 303
+    after = payout_of(committed_app, payout.external_id)
+    assert after.status == PayoutStatus.APPROVED  # never "failed" without knowing
+    with committed_app.app_context():
+        movement = db.session().scalars(select(MoneyMovement)).one()
+        assert movement.status == MovementStatus.IN_FLIGHT
+    result = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert "acted=1" in result.output, result.output
+    assert len(transfers_for(stripe_client, payout)) == 1
+    assert payout_of(committed_app, payout.external_id).status == PayoutStatus.RELEASED
+    again = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert "acted=0" in again.output
+    assert len(transfers_for(stripe_client, payout)) == 1

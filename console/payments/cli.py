@@ -109,3 +109,37 @@ def resume_cmd(dry_run: bool) -> None:
         f"scanned={report.scanned} acted={report.finished} errors={report.failed} "
         f"still_in_flight={report.still_in_flight}"
     )
+
+
+@payouts_cli.command("auto-release")
+@click.option("--dry-run", is_flag=True, help="Say what would happen; move no money.")
+def auto_release_cmd(dry_run: bool) -> None:
+    """Release eligible payouts (cron, every 10 min); finishes in-flight attempts first."""
+    from flask import current_app
+
+    from console import db
+    from console.ops.jobs import job_run
+    from console.payments.gateway import gateway
+    from console.payments.money import resume
+    from console.payouts.release import auto_release
+
+    limit = int(current_app.config.get("PAYOUT_AUTO_RELEASE_LIMIT", 50_000))
+    s = db.session()
+    if dry_run:
+        report = auto_release(s, gateway(), limit=limit, dry_run=True)
+        for line in report.lines:
+            click.echo(line)
+        click.echo(f"scanned={report.scanned} (dry run)")
+        return
+    with job_run(s, "payouts-auto-release") as run:
+        resumed = resume(s, gateway())
+        report = auto_release(s, gateway(), limit=limit)
+        run.scanned, run.acted, run.errors = report.scanned, report.released, report.errors
+        run.last_error = report.last_error or resumed.last_error
+        run.details = {"requested": report.requested, "resumed": resumed.finished}
+    for line in report.lines:
+        click.echo(line)
+    click.echo(
+        f"scanned={report.scanned} released={report.released} "
+        f"approval_requested={report.requested} errors={report.errors}"
+    )

@@ -257,3 +257,100 @@ def finish_transfer(s: Session, gw: StripeGateway, movement: MoneyMovement) -> s
         details={"transfer_id": transfer_id, "movement_id": movement.id},
     )
     return transfer_id
+
+
+@dataclass
+class AutoReleaseReport:
+    scanned: int = 0
+    released: int = 0
+    requested: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+SYSTEM_SUB = "system:auto-release"
+SYSTEM: dict[str, Any] = {"sub": SYSTEM_SUB, "email": None, "roles": []}
+
+
+def auto_release(
+    s: Session, gw: StripeGateway, *, limit: int, dry_run: bool = False
+) -> AutoReleaseReport:
+    """Release eligible payouts up to `limit` (minor units); above it, ask a person.
+
+    Safe in two processes at once: each payout is taken with SKIP LOCKED and
+    its transfer key is fixed, so a payout is never transferred twice.
+    """
+    from console.audit.service import record
+    from console.payouts.eligibility import ready_condition
+    from console.payouts.models import Seller
+
+    report = AutoReleaseReport()
+    now = utcnow()
+    ids = list(
+        s.scalars(
+            select(SellerPayout.id)
+            .join(Seller, Seller.id == SellerPayout.seller_id)
+            .where(ready_condition(now), SellerPayout.status != PayoutStatus.PENDING_APPROVAL)
+            .order_by(SellerPayout.id)
+        )
+    )
+    s.rollback()
+    for payout_id in ids:
+        payout = s.scalar(
+            select(SellerPayout)
+            .join(Seller, Seller.id == SellerPayout.seller_id)
+            .where(
+                SellerPayout.id == payout_id,
+                ready_condition(utcnow()),
+                SellerPayout.status != PayoutStatus.PENDING_APPROVAL,
+            )
+            .with_for_update(of=SellerPayout, skip_locked=True)
+        )
+        if payout is None:
+            s.rollback()
+            continue
+        report.scanned += 1
+        if dry_run:
+            verb = "release" if payout.amount <= limit else "ask for approval of"
+            report.lines.append(f"{payout.external_id}: would {verb} {payout.amount}")
+            s.rollback()
+            continue
+        if payout.amount > limit:
+            approval = request_release(
+                s, [payout], actor=SYSTEM, reason=f"above the auto-release limit of {limit}"
+            )
+            record(
+                s,
+                action="payouts:release:request",
+                outcome="success",
+                actor=SYSTEM,
+                target_type="payout",
+                target_id=payout.external_id,
+                reason="above the auto-release limit",
+                details={"approval_id": approval.id, "limit": limit},
+            )
+            s.commit()
+            report.requested += 1
+            report.lines.append(f"{payout.external_id}: approval #{approval.id} requested")
+            continue
+        payout.status = PayoutStatus.APPROVED
+        result = release_one(s, gw, payout, actor_sub=SYSTEM_SUB)
+        record(
+            s,
+            action="payouts:payout:release",
+            outcome="success" if result.result == "released" else "failed",
+            actor=SYSTEM,
+            target_type="payout",
+            target_id=payout.external_id,
+            reason="auto-release: eligible and within the limit",
+            details={"result": result.result, "transfer_id": result.transfer_id},
+        )
+        s.commit()
+        report.lines.append(f"{payout.external_id}: {result.result} ({result.message})")
+        if result.result == "released":
+            report.released += 1
+        else:
+            report.errors += 1
+            report.last_error = f"{payout.external_id}: {result.message}"
+    return report

@@ -289,3 +289,57 @@ def test_unknown_outcome_stays_in_flight_and_resume_gives_one_transfer(
     again = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
     assert "acted=0" in again.output
     assert len(transfers_for(stripe_client, payout)) == 1
+
+
+def test_auto_release_releases_within_the_limit_and_asks_above_it(app, stripe, stripe_client):
+    with app.app_context():
+        s = db.session()
+        small = make_payout(s, amount=4000)
+        large = make_payout(s, amount=90000)
+        held = make_payout(s, amount=1000, admin_hold=True)
+        s.commit()
+    for p in (small, large, held):
+        stripe_client.v1.accounts.create({"type": "express", "id": p.destination_account})
+    app.config["PAYOUT_AUTO_RELEASE_LIMIT"] = 50000
+    try:
+        result = app.test_cli_runner().invoke(args=["payouts", "auto-release"])
+    finally:
+        app.config.pop("PAYOUT_AUTO_RELEASE_LIMIT")
+    assert result.exit_code == 0, result.output
+    assert "released=1 approval_requested=1 errors=0" in result.output
+    assert payout_of(app, small.external_id).status == PayoutStatus.RELEASED
+    assert payout_of(app, large.external_id).status == PayoutStatus.PENDING_APPROVAL
+    assert payout_of(app, held.external_id).status == PayoutStatus.ELIGIBLE
+    assert (
+        transfers_for(stripe_client, large) == [] and len(transfers_for(stripe_client, small)) == 1
+    )
+    with app.app_context():
+        from console.ops.models import JobRun
+
+        run = db.session().scalar(select(JobRun).where(JobRun.job == "payouts-auto-release"))
+        assert run.scanned == 2 and run.acted == 1
+
+
+@pytest.mark.slow
+def test_two_auto_release_processes_release_each_payout_once(committed_app, stripe, stripe_client):
+    with committed_app.app_context():
+        s = db.session()
+        payouts = [make_payout(s, amount=1000 + i) for i in range(10)]
+        s.commit()
+    for p in payouts:
+        stripe_client.v1.accounts.create({"type": "express", "id": p.destination_account})
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        committed_app.test_cli_runner().invoke(args=["payouts", "auto-release"])
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for p in payouts:
+        assert len(transfers_for(stripe_client, p)) == 1, p.external_id
+        assert payout_of(committed_app, p.external_id).status == PayoutStatus.RELEASED
+    assert len(audit(committed_app, "payouts:payout:release")) == 10

@@ -52,6 +52,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=settings.is_production,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         PREFERRED_URL_SCHEME="https" if settings.is_production else "http",
+        # Operations switches (environment, read at start-up).
+        INVOICE_TARGET=environ.get("INVOICE_TARGET", "stripe"),
+        INVOICE_RETRY_BASE_SECONDS=int(environ.get("INVOICE_RETRY_BASE_SECONDS", "60")),
+        INVOICE_RETRY_CAP_SECONDS=int(environ.get("INVOICE_RETRY_CAP_SECONDS", "21600")),
+        INVOICE_MAX_ATTEMPTS=int(environ.get("INVOICE_MAX_ATTEMPTS", "6")),
+        PAYOUT_AUTO_RELEASE_LIMIT=int(environ.get("PAYOUT_AUTO_RELEASE_LIMIT", "50000")),
     )
     if settings.proxy_fix_hops:
         h = settings.proxy_fix_hops

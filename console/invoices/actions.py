@@ -15,6 +15,7 @@ from wtforms.validators import InputRequired, Length
 from console.actions.framework import (
     Action,
     ActionContext,
+    ActionError,
     ActionForm,
     Outcome,
     declare,
@@ -22,7 +23,14 @@ from console.actions.framework import (
 from console.db import utcnow
 from console.invoices.models import Invoice, InvoiceStatus
 from console.invoices.queries import attention_statement
-from console.invoices.services import RETRYABLE, Backoff, backoff, transmit
+from console.invoices.services import (
+    RETRYABLE,
+    Backoff,
+    ManualTarget,
+    backoff,
+    target,
+    transmit,
+)
 from console.payments.gateway import gateway
 from console.security.permissions import Permission
 from console.templating import money
@@ -77,7 +85,10 @@ def _retry_effect(ctx: ActionContext, i: Invoice) -> Outcome:
         # One more attempt for a person who fixed the cause; failing again keeps it failed.
         policy = Backoff(policy.base_seconds, policy.cap_seconds, i.attempts + 1)
         i.status = InvoiceStatus.GENERATED
-    attempt = transmit(ctx.session, gateway(), i, policy)
+    try:
+        attempt = transmit(ctx.session, gateway(), i, policy)
+    except ManualTarget as exc:
+        raise ActionError(str(exc), status=409) from exc
     return Outcome(
         f"Invoice {i.external_id}: {attempt.message}.",
         {"transmitted": attempt.succeeded, **attempt.payload},
@@ -208,6 +219,8 @@ def _bulk_effect(ctx: ActionContext, sel: Selection) -> Outcome:
             continue
         nested = ctx.session.begin_nested()  # one bad row never stops the others
         try:
+            if target() == "manual":
+                raise ManualTarget("INVOICE_TARGET is manual")
             attempt = transmit(ctx.session, gw, invoice, policy)
             nested.commit()
             results.append(

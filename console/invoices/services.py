@@ -70,8 +70,30 @@ class Attempt:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+TARGETS = ("stripe", "manual")
+
+
+def target() -> str:
+    """Where invoices go: `stripe` (Stripe Invoicing, the default) or `manual`.
+
+    `manual` is the runbook's switch for a provider outage (002): nothing is
+    transmitted automatically; people mark invoices sent with a reference.
+    """
+    value = str(current_app.config.get("INVOICE_TARGET") or "stripe")
+    return value if value in TARGETS else "stripe"
+
+
+class ManualTarget(RuntimeError):
+    """Invoices are set to be sent by hand (INVOICE_TARGET=manual)."""
+
+
 def transmit(s: Session, gw: StripeGateway, invoice: Invoice, policy: Backoff) -> Attempt:
     """One transmission attempt, logged; the caller holds the row lock and commits."""
+    if target() == "manual":
+        raise ManualTarget(
+            "INVOICE_TARGET is manual (provider outage procedure): send the invoice by hand "
+            "and use Mark sent manually"
+        )
     now = utcnow()
     attempt_no = invoice.attempts + 1
     order = s.get(Order, invoice.order_id) if invoice.order_id else None
@@ -139,6 +161,9 @@ def retry_stuck(
 ) -> RetryReport:
     """Retry every due invoice once; safe in two processes (SKIP LOCKED per row)."""
     report = RetryReport()
+    if target() == "manual":
+        report.last_error = "INVOICE_TARGET is manual: nothing is transmitted automatically"
+        return report
     now = utcnow()
     ids: Sequence[int] = s.scalars(
         select(Invoice.id).where(due_condition(now)).order_by(Invoice.next_attempt_at, Invoice.id)

@@ -246,3 +246,21 @@ def test_invoice_page_shows_transmissions_and_history(app, auth, client, stripe)
     page = client.get(f"/invoices/{invoice.external_id}").get_data(as_text=True)
     assert "Stripe Invoicing" in page and "invoices:invoice:retry" in page
     assert client.get("/invoices/INV-NOPE").status_code == 404
+
+
+def test_manual_target_transmits_nothing_and_says_why(app, auth, client, stripe):
+    with app.app_context():
+        s = db.session()
+        invoice = make_invoice(s, next_attempt_at=utcnow() - timedelta(minutes=1))
+        s.commit()
+    app.config["INVOICE_TARGET"] = "manual"
+    try:
+        result = app.test_cli_runner().invoke(args=["invoices", "retry-stuck"])
+        assert "scanned=0" in result.output
+        auth.as_role("support")
+        resp = submit(client, "invoices:invoice:retry", invoice.external_id)
+        assert resp.status_code == 409 and "Mark sent manually" in resp.get_data(as_text=True)
+    finally:
+        app.config["INVOICE_TARGET"] = "stripe"
+    assert stripe.count_requests("POST", "/v1/customers") == 0
+    assert reload(app, invoice.external_id).status == InvoiceStatus.DRAFT

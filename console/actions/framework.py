@@ -142,6 +142,24 @@ class Action(Generic[T]):
         return self.precondition(target) is None
 
 
+def loader(model: type[T], column: Any, *options: Any) -> Callable[[Session, str, bool], T | None]:
+    """A target loader by a unique column; locking takes the row FOR UPDATE NOWAIT.
+
+    NOWAIT: a second person acting on the same row gets a 409 at once (see
+    `run_action`) instead of queueing behind the first with a connection held.
+    """
+
+    def load(s: Session, key: str, lock: bool) -> T | None:
+        stmt = select(model).where(column == key)
+        if options:
+            stmt = stmt.options(*options)
+        if lock:
+            stmt = stmt.with_for_update(of=model, nowait=True)
+        return s.scalar(stmt)
+
+    return load
+
+
 REGISTRY: dict[str, Action[Any]] = {}
 
 

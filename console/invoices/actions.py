@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from flask import url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import StringField
 from wtforms.validators import InputRequired, Length
@@ -19,6 +18,7 @@ from console.actions.framework import (
     ActionForm,
     Outcome,
     declare,
+    loader,
 )
 from console.db import utcnow
 from console.invoices.models import Invoice, InvoiceStatus
@@ -39,11 +39,7 @@ OPEN = (*RETRYABLE, InvoiceStatus.FAILED)
 BULK_LIMIT = 200
 
 
-def load_invoice(s: Session, external_id: str, lock: bool) -> Invoice | None:
-    stmt = select(Invoice).where(Invoice.external_id == external_id)
-    if lock:
-        stmt = stmt.with_for_update(nowait=True)
-    return s.scalar(stmt)
+load_invoice = loader(Invoice, Invoice.external_id)
 
 
 def invoice_snapshot(i: Invoice) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from console.actions.framework import (
     ActionForm,
     Outcome,
     declare,
+    loader,
 )
 from console.audit.service import record
 from console.db import utcnow
@@ -31,12 +32,7 @@ from console.payments.models import MoneyMovement, MovementKind, Payment, Paymen
 from console.security.permissions import Permission
 from console.templating import money
 
-
-def load_order(s: Session, external_id: str, lock: bool) -> Order | None:
-    stmt = select(Order).where(Order.external_id == external_id)
-    if lock:
-        stmt = stmt.with_for_update(nowait=True)
-    return s.scalar(stmt)
+load_order = loader(Order, Order.external_id)
 
 
 def order_snapshot(order: Order) -> dict[str, Any]:

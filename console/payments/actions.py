@@ -6,10 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from flask import url_for
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from console.actions.framework import Action, ActionContext, ActionError, Outcome, declare
+from console.actions.framework import (
+    Action,
+    ActionContext,
+    ActionError,
+    Outcome,
+    declare,
+    loader,
+)
 from console.ops.metrics import WEBHOOK_EVENTS
 from console.payments.gateway import GatewayError
 from console.payments.handlers import HANDLERS, Unprocessable
@@ -17,12 +24,7 @@ from console.payments.models import WebhookEvent, WebhookStatus
 from console.payments.webhooks import apply_event, mark_failed
 from console.security.permissions import Permission
 
-
-def load_event(s: Session, event_id: str, lock: bool) -> WebhookEvent | None:
-    stmt = select(WebhookEvent).where(WebhookEvent.event_id == event_id)
-    if lock:
-        stmt = stmt.with_for_update(nowait=True)
-    return s.scalar(stmt)
+load_event = loader(WebhookEvent, WebhookEvent.event_id)
 
 
 def event_snapshot(e: WebhookEvent) -> dict[str, Any]:

@@ -8,7 +8,14 @@ from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from console.actions.framework import Action, ActionContext, ActionError, Outcome, declare
+from console.actions.framework import (
+    Action,
+    ActionContext,
+    ActionError,
+    Outcome,
+    declare,
+    loader,
+)
 from console.audit.service import record
 from console.db import utcnow
 from console.payments.gateway import gateway
@@ -23,16 +30,7 @@ from console.payouts.release import changes_since_request, release_one, request_
 from console.security.permissions import Permission
 from console.templating import money
 
-
-def load_payout(s: Session, external_id: str, lock: bool) -> SellerPayout | None:
-    stmt = (
-        select(SellerPayout)
-        .where(SellerPayout.external_id == external_id)
-        .options(selectinload(SellerPayout.seller))
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=SellerPayout, nowait=True)
-    return s.scalar(stmt)
+load_payout = loader(SellerPayout, SellerPayout.external_id, selectinload(SellerPayout.seller))
 
 
 def payout_snapshot(p: SellerPayout) -> dict[str, Any]:

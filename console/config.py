@@ -71,6 +71,7 @@ class Settings:
     step_up_seconds: int = 300
     audit_retention_days: int = 400
     stripe_timeout_seconds: float = 10.0
+    stripe_max_requests_per_second: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,4 +161,6 @@ def load_settings(
         step_up_seconds=_int(env, "STEP_UP_SECONDS", 300),
         audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 400),
         stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
+        # Stripe test mode allows 25 requests/s; stay under it by default.
+        stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
     )

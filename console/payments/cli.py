@@ -101,6 +101,7 @@ def resume_cmd(dry_run: bool) -> None:
         return
     with job_run(s, "payouts-resume") as run:
         report = resume(s, gateway())
+        finish_approved_releases()
         run.scanned, run.acted = report.scanned, report.finished
         run.errors = report.failed + report.still_in_flight
         run.last_error = report.last_error
@@ -109,6 +110,25 @@ def resume_cmd(dry_run: bool) -> None:
         f"scanned={report.scanned} acted={report.finished} errors={report.failed} "
         f"still_in_flight={report.still_in_flight}"
     )
+
+
+def finish_approved_releases() -> None:
+    """Continue approved releases a stopped process left half done."""
+    from sqlalchemy import select
+
+    from console import db
+    from console.payments.gateway import gateway
+    from console.payouts.models import Approval, ApprovalStatus
+    from console.payouts.release import execute_approval
+
+    session = db.session()
+    ids = list(
+        session.scalars(select(Approval.id).where(Approval.status == ApprovalStatus.APPROVED))
+    )
+    session.rollback()
+    for approval_id in ids:
+        counts = execute_approval(session, gateway(), approval_id, actor=cli_actor())
+        click.echo(f"approval #{approval_id}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 @payouts_cli.command("auto-release")

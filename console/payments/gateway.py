@@ -10,6 +10,9 @@ idempotency key later instead of assuming failure.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +85,29 @@ def _plain(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
+class RateLimiter:
+    """At most `per_second` calls per second from this process (sliding window)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()
+
+    def wait(self) -> None:
+        if self.per_second <= 0:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._times and now - self._times[0] >= 1.0:
+                    self._times.popleft()
+                if len(self._times) < self.per_second:
+                    self._times.append(now)
+                    return
+                pause = 1.0 - (now - self._times[0])
+            time.sleep(max(pause, 0.001))
+
+
 class StripeGateway:
     """Calls Stripe with one configured client; every POST takes an idempotency key."""
 
@@ -96,8 +122,10 @@ class StripeGateway:
             max_network_retries=0,  # retries are the caller's decision, with the same key
         )
         self.calls = 0
+        self.limiter = RateLimiter(settings.stripe_max_requests_per_second)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.limiter.wait()
         self.calls += 1
         try:
             return fn(*args, **kwargs)

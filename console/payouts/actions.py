@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from flask import url_for
+from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,7 +29,14 @@ from console.payouts.models import (
     PayoutStatus,
     SellerPayout,
 )
-from console.payouts.release import changes_since_request, release_one, request_release, void
+from console.payouts.release import (
+    INLINE_LIMIT,
+    changes_since_request,
+    execute_approval,
+    release_one,
+    request_release,
+    void,
+)
 from console.security.permissions import Permission
 from console.templating import money
 
@@ -224,6 +234,15 @@ def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
     a.decided_by_sub = ctx.user.sub
     a.decided_at = utcnow()
     a.decision_reason = ctx.reason
+    if len(payouts) > INLINE_LIMIT:
+        for p in payouts:
+            p.status = PayoutStatus.APPROVED
+        start_release_in_background(a.id, ctx.user.actor())
+        return Outcome(
+            f"Approved: {len(payouts)} transfers are being made row by row; progress shows on "
+            "this page. If the process stops, `payouts resume` finishes the rest.",
+            {"payouts": len(payouts), "background": True},
+        )
     gw = gateway()
     results = []
     for p in payouts:
@@ -282,6 +301,22 @@ approve = declare(
 )
 
 
+def start_release_in_background(approval_id: int, actor: dict[str, Any]) -> None:
+    """Run the release after this request commits (the worker waits on the row lock)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def work() -> None:
+        with app.app_context():
+            from console import db
+
+            s = db.session()
+            s.get(Approval, approval_id, with_for_update=True)  # waits for our commit
+            s.rollback()
+            execute_approval(s, gateway(), approval_id, actor=actor)
+
+    threading.Thread(target=work, name=f"release-{approval_id}", daemon=True).start()
+
+
 def _reject_effect(ctx: ActionContext, a: Approval) -> Outcome:
     payouts, _ = changes_since_request(ctx.session, a)
     a.status = ApprovalStatus.REJECTED
@@ -310,5 +345,86 @@ reject = declare(
         snapshot=approval_snapshot,
         return_url=approvals_url,
         danger=True,
+    )
+)
+
+
+# ------------------------------------------------------------------ request a selection
+
+SELECTION_LIMIT = 1000
+
+
+@dataclass
+class PayoutSelection:
+    """The ready payouts a filter selects; its id is the filter's query string."""
+
+    query: str
+    payouts: list[SellerPayout] = field(default_factory=list)
+
+    @property
+    def total(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for p in self.payouts:
+            totals[p.currency] = totals.get(p.currency, 0) + p.amount
+        return totals
+
+
+def load_payout_selection(s: Session, query: str, lock: bool) -> PayoutSelection:
+    from console.payouts.eligibility import ready_condition
+    from console.payouts.models import Seller
+
+    q = dict(parse_qsl("" if query == "all" else query)).get("q", "").strip()
+    stmt = (
+        select(SellerPayout)
+        .join(Seller, Seller.id == SellerPayout.seller_id)
+        .where(ready_condition(utcnow()), SellerPayout.status != PayoutStatus.PENDING_APPROVAL)
+        .options(selectinload(SellerPayout.seller))
+        .order_by(SellerPayout.id)
+        .limit(SELECTION_LIMIT)
+    )
+    if q:
+        stmt = stmt.where(
+            (SellerPayout.external_id == q)
+            | (SellerPayout.destination_account == q)
+            | (Seller.email == q.lower())
+        )
+    if lock:
+        stmt = stmt.with_for_update(of=SellerPayout, skip_locked=True)
+    return PayoutSelection(query, list(s.scalars(stmt)))
+
+
+def selection_id(q: str) -> str:
+    return urlencode({"q": q}) if q else "all"
+
+
+def _request_selection_effect(ctx: ActionContext, sel: PayoutSelection) -> Outcome:
+    approval = request_release(ctx.session, sel.payouts, actor=ctx.user.actor(), reason=ctx.reason)
+    return Outcome(
+        f"Release of {len(sel.payouts)} payouts requested (approval #{approval.id}); a "
+        "different admin must approve it.",
+        {"approval_id": approval.id, "payload_hash": approval.payload_hash},
+    )
+
+
+request_selection = declare(
+    Action[PayoutSelection](
+        name="payouts:selection:request",
+        label="Request release of all shown",
+        permission=Permission.PAYOUTS_RELEASE_REQUEST,
+        target_type="payout_selection",
+        load=load_payout_selection,
+        precondition=lambda sel: None if sel.payouts else "no payout is ready in this selection.",
+        describe=lambda sel: [
+            ("Payouts", f"{len(sel.payouts)} (at most {SELECTION_LIMIT})"),
+            ("Total", ", ".join(money(v, c) for c, v in sel.total.items()) or "—"),
+            (
+                "Effect",
+                "One approval request for exactly these payouts, amounts and accounts; "
+                "on approval each is transferred row by row with its own key.",
+            ),
+        ],
+        effect=_request_selection_effect,
+        snapshot=lambda sel: {"payouts": [p.external_id for p in sel.payouts]},
+        return_url=lambda sel: url_for("payouts.approvals"),
     )
 )

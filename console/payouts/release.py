@@ -12,6 +12,7 @@ processes or crashes.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,10 +195,13 @@ def release_one(
                 "`payouts resume` will finish it with the same key",
                 details={"movement_id": movement.id},
             )
-        money.note_call(movement.id, str(exc), failed=exc.kind != "rate_limited")
+        if exc.kind == "rate_limited":
+            # Not executed at Stripe: the same key may simply be tried again.
+            money.note_call(movement.id, str(exc), failed=False)
+            return TransferResult(payout.external_id, "rate_limited", "Stripe rate limit: retry")
+        money.note_call(movement.id, str(exc), failed=True)
         payout.last_error = str(exc)[:2000]
-        if exc.kind != "rate_limited":
-            payout.status = PayoutStatus.FAILED
+        payout.status = PayoutStatus.FAILED
         return TransferResult(payout.external_id, "failed", f"Stripe refused: {exc.message}")
     mark_released(payout, str(transfer["id"]))
     money.succeed(s, movement.id, str(transfer["id"]))
@@ -354,3 +358,86 @@ def auto_release(
             report.errors += 1
             report.last_error = f"{payout.external_id}: {result.message}"
     return report
+
+
+INLINE_LIMIT = 5
+
+
+def execute_approval(
+    s: Session,
+    gw: StripeGateway,
+    approval_id: int,
+    *,
+    actor: dict[str, Any],
+    max_rows: int | None = None,
+) -> dict[str, int]:
+    """Release an approved request row by row; resumable, one key per payout.
+
+    Rows already done are skipped, so running it again after a crash (or from
+    `payouts resume`) finishes the rest without re-sending anything. Each row
+    commits on its own: one bad row never stops the others. A rate-limited row
+    waits and is tried again with the same key.
+    """
+    from console.audit.service import record
+
+    counts = {"released": 0, "failed": 0, "in_flight": 0, "skipped": 0}
+    approval = s.get(Approval, approval_id)
+    if approval is None or approval.status != ApprovalStatus.APPROVED:
+        s.rollback()
+        return counts
+    item_ids = [i.id for i in approval.items if i.result in (None, "rate_limited")]
+    s.rollback()
+    done = 0
+    for item_id in item_ids:
+        if max_rows is not None and done >= max_rows:
+            break
+        item = s.get(ApprovalItem, item_id, with_for_update=True)
+        if item is None or item.result not in (None, "rate_limited"):
+            s.rollback()
+            continue
+        payout = s.scalar(
+            select(SellerPayout).where(SellerPayout.id == item.payout_id).with_for_update()
+        )
+        if payout is None or payout.status != PayoutStatus.APPROVED:
+            item.result = "skipped"
+            item.message = f"status is {payout.status.value}" if payout else "payout vanished"
+            s.commit()
+            counts["skipped"] += 1
+            continue
+        for pause in (1, 2, 4, 8, 0):
+            result = release_one(s, gw, payout, actor_sub=str(actor.get("sub")))
+            if result.result != "rate_limited" or not pause:
+                break
+            time.sleep(pause)
+        item.result, item.message = result.result, result.message
+        record(
+            s,
+            action="payouts:payout:release",
+            outcome="success" if result.result == "released" else "failed",
+            actor=actor,
+            target_type="payout",
+            target_id=payout.external_id,
+            reason=approval.decision_reason,
+            params={"approval_id": approval_id},
+            details={"result": result.result, "transfer_id": result.transfer_id},
+        )
+        s.commit()
+        counts[result.result if result.result in counts else "failed"] += 1
+        done += 1
+    approval = s.get(Approval, approval_id, with_for_update=True)
+    if approval is not None and all(i.result == "released" for i in approval.items):
+        approval.status = ApprovalStatus.EXECUTED
+    s.commit()
+    return counts
+
+
+def progress(approval: Approval) -> dict[str, int]:
+    counts = {"total": len(approval.items), "released": 0, "failed": 0, "pending": 0}
+    for item in approval.items:
+        if item.result == "released":
+            counts["released"] += 1
+        elif item.result in (None, "rate_limited", "in_flight"):
+            counts["pending"] += 1
+        else:
+            counts["failed"] += 1
+    return counts

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 from flask_login import login_required
+from jinja2_fragments.flask import render_block
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
@@ -14,8 +15,10 @@ from console import db
 from console.audit.queries import history_for
 from console.db import utcnow
 from console.pagination import SortOption, keyset_page
+from console.payouts.actions import PayoutSelection, selection_id
 from console.payouts.eligibility import ineligibility_reasons, ready_condition
 from console.payouts.models import Approval, ApprovalStatus, PayoutStatus, Seller, SellerPayout
+from console.payouts.release import progress
 from console.security.guards import require
 from console.security.permissions import Permission
 
@@ -69,8 +72,17 @@ def ready() -> Any:
     for p in page.rows:
         totals[p.currency] += p.amount
     reasons = {p.id: ineligibility_reasons(p, now) for p in page.rows} if tab == "blocked" else {}
+    bulk = PayoutSelection(
+        selection_id(q), [p for p in page.rows if p.status != PayoutStatus.PENDING_APPROVAL]
+    )
     return render_template(
-        "payouts/ready.html", page=page, tab=tab, args=args, totals=totals, reasons=reasons
+        "payouts/ready.html",
+        page=page,
+        tab=tab,
+        args=args,
+        totals=totals,
+        reasons=reasons,
+        bulk=bulk,
     )
 
 
@@ -106,10 +118,34 @@ def approvals() -> Any:
         .order_by(Approval.requested_at)
         .options(selectinload(Approval.items))
     ).all()
+    running = s.scalars(
+        select(Approval)
+        .where(Approval.status == ApprovalStatus.APPROVED)
+        .order_by(Approval.id)
+        .options(selectinload(Approval.items))
+    ).all()
     recent = s.scalars(
         select(Approval)
-        .where(Approval.status != ApprovalStatus.PENDING)
+        .where(Approval.status.not_in([ApprovalStatus.PENDING, ApprovalStatus.APPROVED]))
         .order_by(Approval.id.desc())
         .limit(20)
     ).all()
-    return render_template("payouts/approvals.html", pending=pending, recent=recent)
+    return render_template(
+        "payouts/approvals.html",
+        pending=pending,
+        running=[(a, progress(a)) for a in running],
+        recent=recent,
+    )
+
+
+@bp.get("/approvals/<int:approval_id>/progress")
+@login_required
+@require(Permission.QUEUES_VIEW)
+def approval_progress(approval_id: int) -> Any:
+    """The polling fragment of a release in progress (stops polling when done)."""
+    a = db.session().scalar(
+        select(Approval).where(Approval.id == approval_id).options(selectinload(Approval.items))
+    )
+    if a is None:
+        abort(404)
+    return render_block("payouts/approvals.html", "progress", a=a, p=progress(a))

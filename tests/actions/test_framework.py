@@ -173,6 +173,7 @@ TARGET_FACTORIES = {
     "invoice_selection": lambda s: "status=failed",
     "payout": lambda s: make_payout(s).external_id,
     "approval": lambda s: str(make_approval(s)),
+    "payout_selection": lambda s: (make_payout(s), "all")[1],
 }
 
 

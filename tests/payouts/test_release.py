@@ -343,3 +343,86 @@ def test_two_auto_release_processes_release_each_payout_once(committed_app, stri
         assert len(transfers_for(stripe_client, p)) == 1, p.external_id
         assert payout_of(committed_app, p.external_id).status == PayoutStatus.RELEASED
     assert len(audit(committed_app, "payouts:payout:release")) == 10
+
+
+@pytest.mark.slow
+def test_bulk_release_row_by_row_with_progress_and_resume(
+    committed_app, idp, stripe, stripe_client
+):
+    import time
+
+    with committed_app.app_context():
+        s = db.session()
+        payouts = [make_payout(s, amount=1000 + i) for i in range(8)]
+        s.commit()
+    for p in payouts:
+        stripe_client.v1.accounts.create({"type": "express", "id": p.destination_account})
+    stripe.set_rate_limit(25)
+    requester = committed_app.test_client()
+    AuthActions(requester, idp).as_role("support")
+    assert (
+        submit(
+            requester, "payouts:selection:request", "all", reason="Bulk release after outage"
+        ).status_code
+        == 303
+    )
+    with committed_app.app_context():
+        approval = db.session().scalar(select(Approval).order_by(Approval.id.desc()))
+        assert len(approval.items) == 8
+    # A first worker stops after three rows (as if the process died).
+    with committed_app.app_context():
+        from console.payments.gateway import gateway
+        from console.payouts.release import execute_approval
+
+        s = db.session()
+        a = s.get(Approval, approval.id)
+        a.status = ApprovalStatus.APPROVED
+        for p in s.scalars(select(SellerPayout)):
+            p.status = PayoutStatus.APPROVED
+        s.commit()
+        counts = execute_approval(s, gateway(), approval.id, actor={"sub": "t"}, max_rows=3)
+        assert counts["released"] == 3
+    admin = committed_app.test_client()
+    AuthActions(admin, idp).as_role("admin")
+    page = admin.get("/approvals").get_data(as_text=True)
+    assert "3 of 8 released" in page and 'hx-trigger="every 1s"' in page
+    result = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert "released=5" in result.output, result.output
+    for p in payouts:
+        assert len(transfers_for(stripe_client, p)) == 1
+    fragment = admin.get(f"/approvals/{approval.id}/progress").get_data(as_text=True)
+    assert "8 of 8 released" in fragment and "every 1s" not in fragment
+    assert approval_of(committed_app, approval.id).status == ApprovalStatus.EXECUTED
+    rate_limited = [r for r in stripe.requests_log() if r["status"] == 429]
+    assert rate_limited == []
+    del time
+
+
+@pytest.mark.slow
+def test_approving_a_large_request_releases_in_the_background(
+    committed_app, idp, stripe, stripe_client
+):
+    import time
+
+    with committed_app.app_context():
+        s = db.session()
+        payouts = [make_payout(s, amount=2000 + i) for i in range(7)]
+        s.commit()
+    for p in payouts:
+        stripe_client.v1.accounts.create({"type": "express", "id": p.destination_account})
+    requester = committed_app.test_client()
+    AuthActions(requester, idp).as_role("admin")
+    submit(requester, "payouts:selection:request", "all", reason="Bulk release after outage")
+    approval_id = audit_request_id(requester, payouts[0])
+    approver = committed_app.test_client()
+    AuthActions(approver, idp).as_role("admin2")
+    resp = submit(approver, "payouts:release:approve", str(approval_id), reason="Approved in bulk")
+    assert resp.status_code == 303
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if approval_of(committed_app, approval_id).status == ApprovalStatus.EXECUTED:
+            break
+        time.sleep(0.2)
+    assert approval_of(committed_app, approval_id).status == ApprovalStatus.EXECUTED
+    for p in payouts:
+        assert len(transfers_for(stripe_client, p)) == 1

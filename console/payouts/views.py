@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from console import db
 from console.audit.queries import history_for
 from console.db import utcnow
+from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
 from console.payouts.actions import PayoutSelection, selection_id
 from console.payouts.eligibility import ineligibility_reasons, ready_condition
@@ -72,9 +73,15 @@ def ready() -> Any:
     for p in page.rows:
         totals[p.currency] += p.amount
     reasons = {p.id: ineligibility_reasons(p, now) for p in page.rows} if tab == "blocked" else {}
-    bulk = PayoutSelection(
-        selection_id(q), [p for p in page.rows if p.status != PayoutStatus.PENDING_APPROVAL]
-    )
+    order_ids = {p.order_id for p in page.rows}
+    orders: dict[int, str] = {}
+    if order_ids:
+        for order_id, external_id in s.execute(
+            select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
+        ):
+            orders[order_id] = external_id
+    requestable = [p for p in page.rows if p.status != PayoutStatus.PENDING_APPROVAL]
+    bulk = PayoutSelection(selection_id(q), requestable)
     return render_template(
         "payouts/ready.html",
         page=page,
@@ -83,6 +90,7 @@ def ready() -> Any:
         totals=totals,
         reasons=reasons,
         bulk=bulk,
+        orders=orders,
     )
 
 

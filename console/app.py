@@ -103,6 +103,7 @@ def _register_blueprints(app: Flask) -> None:
     from console.payments.webhooks import bp as webhooks_bp
     from console.payouts.views import bp as payouts_bp
     from console.queues import bp as queues_bp
+    from console.reconciliation.views import bp as reconciliation_bp
 
     for bp in (
         dashboard_bp,
@@ -115,6 +116,7 @@ def _register_blueprints(app: Flask) -> None:
         webhook_pages_bp,
         invoices_bp,
         payouts_bp,
+        reconciliation_bp,
     ):
         app.register_blueprint(bp)
 
@@ -126,6 +128,7 @@ def _register_blueprints(app: Flask) -> None:
     from console.payouts import actions as _payout_actions  # noqa: F401
     from console.payouts import release as _payout_release  # noqa: F401
     from console.payouts import services as _payout_services  # noqa: F401
+    from console.reconciliation import actions as _reconciliation_actions  # noqa: F401
 
 
 def _register_request_hooks(app: Flask) -> None:

@@ -48,6 +48,7 @@ def register_cli(app: Flask) -> None:
     from console.demo.cli import demo_cli
     from console.invoices.cli import invoices_cli
     from console.payments.cli import payouts_cli, webhooks_cli
+    from console.reconciliation.cli import reconcile_cli
 
-    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli, invoices_cli):
+    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli, invoices_cli, reconcile_cli):
         app.cli.add_command(group)

@@ -160,6 +160,11 @@ def separate_session() -> Iterator[Session]:
         s.close()
 
 
+def worker_session() -> Session:
+    """A session on its own connection from the engine, for a background worker thread."""
+    return Session(get_db().engine, expire_on_commit=False)
+
+
 def for_update(stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
     """Add FOR UPDATE (PostgreSQL); SQLite already holds the write lock."""
     return stmt.with_for_update(skip_locked=skip_locked)

@@ -145,13 +145,6 @@ def _placeholder(title: str) -> str:
     return render_template("queues/placeholder.html", title=title)
 
 
-@bp.get("/reconciliation")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def reconciliation() -> str:
-    return _placeholder("Reconciliation")
-
-
 @bp.get("/inventory/drift")
 @login_required
 @require(Permission.QUEUES_VIEW)

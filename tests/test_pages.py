@@ -28,6 +28,8 @@ PAGES: list[tuple[str, Permission | None]] = [
     ("/payouts/ready?tab=blocked", Permission.QUEUES_VIEW),
     ("/approvals", Permission.QUEUES_VIEW),
     ("/reconciliation", Permission.QUEUES_VIEW),
+    ("/reconciliation?status=dismissed&severity=high", Permission.QUEUES_VIEW),
+    ("/reconciliation/findings/stripe_paid_no_order:pi_demo_orphan_0010", Permission.QUEUES_VIEW),
     ("/inventory/drift", Permission.QUEUES_VIEW),
     ("/coupons/leaks", Permission.QUEUES_VIEW),
     ("/ops/jobs", Permission.QUEUES_VIEW),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import current_app, url_for
+from flask import after_this_request, current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -307,14 +307,21 @@ def start_release_in_background(approval_id: int, actor: dict[str, Any]) -> None
 
     def work() -> None:
         with app.app_context():
-            from console import db
+            from console.db import worker_session
 
-            s = db.session()
-            s.get(Approval, approval_id, with_for_update=True)  # waits for our commit
-            s.rollback()
-            execute_approval(s, gateway(), approval_id, actor=actor)
+            with worker_session() as s:
+                # Waits for the request's commit; absent or pending if it rolled back.
+                if s.get(Approval, approval_id, with_for_update=True) is None:
+                    return
+                s.rollback()
+                execute_approval(s, gateway(), approval_id, actor=actor)
 
-    threading.Thread(target=work, name=f"release-{approval_id}", daemon=True).start()
+    def start(response: Any) -> Any:
+        # After the view returned, so after the action's commit.
+        threading.Thread(target=work, name=f"release-{approval_id}", daemon=True).start()
+        return response
+
+    after_this_request(start)
 
 
 def _reject_effect(ctx: ActionContext, a: Approval) -> Outcome:

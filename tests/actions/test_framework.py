@@ -148,6 +148,22 @@ def make_approval(s) -> int:
     return approval.id
 
 
+def make_finding(s) -> str:
+    from console.reconciliation.models import FindingType, ReconciliationFinding, Severity
+
+    s.add(
+        ReconciliationFinding(
+            fingerprint="transfer_order_not_completed:tr_matrix",
+            type=FindingType.TRANSFER_ORDER_NOT_COMPLETED,
+            severity=Severity.MEDIUM,
+            explanation="matrix",
+            transfer_id="tr_matrix",
+        )
+    )
+    s.flush()
+    return "transfer_order_not_completed:tr_matrix"
+
+
 def make_invoice(s) -> str:
     from console.invoices.models import Invoice, InvoiceStatus
 
@@ -174,6 +190,8 @@ TARGET_FACTORIES = {
     "payout": lambda s: make_payout(s).external_id,
     "approval": lambda s: str(make_approval(s)),
     "payout_selection": lambda s: (make_payout(s), "all")[1],
+    "reconciliation": lambda s: "stripe",
+    "finding": make_finding,
 }
 
 

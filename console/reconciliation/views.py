@@ -1,0 +1,112 @@
+"""Reconciliation: runs (with a polling fragment) and explained findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request
+from flask_login import login_required
+from jinja2_fragments.flask import render_block
+from sqlalchemy import select
+
+from console import db
+from console.audit.queries import history_for
+from console.orders.models import Order
+from console.pagination import SortOption, keyset_page
+from console.reconciliation.actions import Reconciler
+from console.reconciliation.models import (
+    FindingStatus,
+    FindingType,
+    ReconciliationFinding,
+    ReconciliationRun,
+    RunStatus,
+    Severity,
+)
+from console.security.guards import require
+from console.security.permissions import Permission
+
+bp = Blueprint("reconciliation", __name__)
+SORTS = [
+    SortOption("severity", "Severity", ReconciliationFinding.severity),
+    SortOption("seen", "Last seen", ReconciliationFinding.last_seen_at),
+]
+SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
+
+
+@bp.get("/reconciliation")
+@login_required
+@require(Permission.QUEUES_VIEW)
+def index() -> Any:
+    """Open findings (filterable) and the recent runs."""
+    s = db.session()
+    args = request.args.to_dict()
+    status = args.get("status", "open")
+    stmt = select(ReconciliationFinding)
+    if status in {st.value for st in FindingStatus}:
+        stmt = stmt.where(ReconciliationFinding.status == FindingStatus(status))
+    if args.get("severity") in {sv.value for sv in Severity}:
+        stmt = stmt.where(ReconciliationFinding.severity == Severity(args["severity"]))
+    if args.get("type") in {t.value for t in FindingType}:
+        stmt = stmt.where(ReconciliationFinding.type == FindingType(args["type"]))
+    page = keyset_page(
+        s,
+        stmt,
+        id_column=ReconciliationFinding.id,
+        sort_options=SORTS,
+        args=args,
+        default_sort="seen",
+    )
+    page.rows.sort(key=lambda f: SEVERITY_ORDER[f.severity.value])
+    order_ids = {f.order_id for f in page.rows if f.order_id}
+    orders: dict[int, str] = {}
+    if order_ids:
+        for order_id, external_id in s.execute(
+            select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
+        ):
+            orders[order_id] = external_id
+    runs = s.scalars(
+        select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(10)
+    ).all()
+    running = next((r for r in runs if r.status == RunStatus.RUNNING), None)
+    return render_template(
+        "reconciliation/index.html",
+        page=page,
+        args=args,
+        status=status,
+        runs=runs,
+        orders=orders,
+        reconciler=Reconciler(running),
+        statuses=[st.value for st in FindingStatus],
+        severities=[sv.value for sv in Severity],
+        types=[t.value for t in FindingType],
+    )
+
+
+@bp.get("/reconciliation/runs/<int:run_id>")
+@login_required
+@require(Permission.QUEUES_VIEW)
+def run_status(run_id: int) -> Any:
+    """The polling fragment of one run."""
+    run = db.session().get(ReconciliationRun, run_id)
+    if run is None:
+        abort(404)
+    return render_block("reconciliation/index.html", "run_row", run=run)
+
+
+@bp.get("/reconciliation/findings/<path:fingerprint>")
+@login_required
+@require(Permission.QUEUES_VIEW)
+def finding(fingerprint: str) -> Any:
+    s = db.session()
+    f = s.scalar(
+        select(ReconciliationFinding).where(ReconciliationFinding.fingerprint == fingerprint)
+    )
+    if f is None:
+        abort(404, "There is no such finding.")
+    order = s.get(Order, f.order_id) if f.order_id else None
+    return render_template(
+        "reconciliation/finding.html",
+        f=f,
+        order=order,
+        history_entries=history_for(s, "finding", f.fingerprint),
+    )

@@ -91,6 +91,8 @@ def main() -> int:
 
         stripe_double = StripeDouble.start(port=pick_port(args.stripe_port))
         env.update(STRIPE_API_KEY="sk_test_demo_local", STRIPE_API_BASE=stripe_double.url)
+        # The local double has no rate limit: do not slow the demo set-up down.
+        env.setdefault("STRIPE_MAX_REQUESTS_PER_SECOND", "0")
         print(f"==> local Stripe double at {stripe_double.url}", flush=True)
     else:
         print("==> using Stripe test mode (STRIPE_API_KEY is set)", flush=True)

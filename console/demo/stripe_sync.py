@@ -10,10 +10,12 @@ accounts. Idempotent: records already pointing at a real id are skipped.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from console.db import utcnow
 from console.orders.models import Order
 from console.payments.gateway import GatewayError, StripeGateway
 from console.payments.models import Payment, WebhookEvent
@@ -57,6 +59,21 @@ def stripe_sync(s: Session, gw: StripeGateway) -> dict[str, int]:
         created += 1
         _repoint(s, order.payment_intent_id or "", pi["id"])
         repointed += 1
+    # Healthy orders of the last month get their real PaymentIntents too, so a
+    # reconciliation run in the demo finds the seeded cases and nothing else.
+    recent = utcnow() - timedelta(days=31)
+    for order in s.scalars(
+        select(Order).where(
+            Order.created_at >= recent,
+            Order.payment_intent_id.like("pi_demo_0%")
+            | Order.payment_intent_id.like("pi_demo_mkt_%"),
+        )
+    ).all():
+        pi = gw.create_test_payment(
+            amount=order.amount, currency=order.currency, metadata={"order_id": order.external_id}
+        )
+        created += 1
+        _repoint(s, order.payment_intent_id or "", pi["id"])
     orphan = s.scalar(select(Payment).where(Payment.payment_intent_id == ORPHAN))
     if orphan is not None:
         pi = gw.create_test_payment(
@@ -84,5 +101,25 @@ def stripe_sync(s: Session, gw: StripeGateway) -> dict[str, int]:
                 .values(destination_account=account["id"])
             )
             seller.stripe_account_id = account["id"]
+    # Released payouts get their transfers, so reconciliation sees them.
+    transfers = 0
+    for payout in s.scalars(
+        select(SellerPayout).where(SellerPayout.stripe_transfer_id.like("tr_demo_%"))
+    ).all():
+        transfer = gw.create_transfer(
+            amount=payout.amount,
+            currency=payout.currency,
+            destination=payout.destination_account,
+            transfer_group=f"order-{payout.order_id}",
+            idempotency_key=f"demo-transfer-{payout.external_id}",
+            metadata={"payout_id": payout.external_id, "order_id": str(payout.order_id)},
+        )
+        payout.stripe_transfer_id = str(transfer["id"])
+        transfers += 1
     s.commit()
-    return {"payment_intents": created, "repointed_orders": repointed, "accounts": accounts}
+    return {
+        "payment_intents": created,
+        "repointed_orders": repointed,
+        "accounts": accounts,
+        "transfers": transfers,
+    }

@@ -426,3 +426,53 @@ def test_approving_a_large_request_releases_in_the_background(
     assert approval_of(committed_app, approval_id).status == ApprovalStatus.EXECUTED
     for p in payouts:
         assert len(transfers_for(stripe_client, p)) == 1
+
+
+def test_resume_after_the_key_may_have_expired_finds_the_transfer_by_metadata(
+    committed_app, stripe, stripe_client
+):
+    from datetime import timedelta
+
+    from console.db import utcnow
+    from console.payments import money
+    from console.payments.models import MovementKind
+
+    with committed_app.app_context():
+        s = db.session()
+        payout = make_payout(s, amount=3300, status=PayoutStatus.APPROVED)
+        s.commit()
+    stripe_client.v1.accounts.create({"type": "express", "id": payout.destination_account})
+    group = f"order-{payout.order_id}"
+    # Stripe made the transfer 24 h ago; our commit never happened.
+    stripe_client.v1.transfers.create(
+        {
+            "amount": 3300,
+            "currency": "eur",
+            "destination": payout.destination_account,
+            "transfer_group": group,
+            "metadata": {"payout_id": payout.external_id},
+        },
+        {"idempotency_key": "lost-key-from-yesterday"},
+    )
+    with committed_app.app_context():
+        movement = money.begin(
+            kind=MovementKind.TRANSFER,
+            idempotency_key=f"transfer-{payout.external_id}",
+            target_type="payout",
+            target_id=payout.external_id,
+            amount=3300,
+            currency="EUR",
+            payload={
+                "destination": payout.destination_account,
+                "transfer_group": group,
+                "payout": payout.external_id,
+            },
+            actor_sub="t",
+        )
+        s = db.session()
+        s.get(MoneyMovement, movement.id).created_at = utcnow() - timedelta(hours=24)
+        s.commit()
+    result = committed_app.test_cli_runner().invoke(args=["payouts", "resume"])
+    assert "acted=1" in result.output, result.output
+    assert len(transfers_for(stripe_client, payout)) == 1  # found, not sent again
+    assert payout_of(committed_app, payout.external_id).status == PayoutStatus.RELEASED

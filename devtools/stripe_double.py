@@ -286,13 +286,23 @@ async def create_one_off_invoice(request: web.Request) -> web.Response:
 def _list_payment_intents(request: web.Request) -> web.Response:
     from localstripe.resources import store
 
-    items = []
+    # Filter and page on light stubs; export (and expand) only the page's objects.
+    objects = {}
+    stubs = []
     for key, pi in list(store.items()):
         if key.startswith("payment_intent:"):
-            exported = pi._export()
-            exported["_seq"] = getattr(pi, "_double_seq", 0)
-            items.append(exported)
-    return web.json_response(_list_envelope("/v1/payment_intents", items, request.query))
+            objects[pi.id] = pi
+            stubs.append(
+                {"id": pi.id, "created": pi.created, "_seq": getattr(pi, "_double_seq", 0)}
+            )
+    envelope = _list_envelope("/v1/payment_intents", stubs, request.query)
+    expand = [
+        e[len("data.") :] for e in request.query.getall("expand[]", []) if e.startswith("data.")
+    ]
+    envelope["data"] = [
+        objects[stub["id"]]._export(expand=expand or None) for stub in envelope["data"]
+    ]
+    return web.json_response(envelope)
 
 
 # --------------------------------------------------------------------------- middlewares

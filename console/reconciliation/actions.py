@@ -10,11 +10,12 @@ from flask import after_this_request, current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import StringField
-from wtforms.validators import Length, Optional
+from wtforms.validators import InputRequired, Length, Optional, Regexp
 
 from console.actions.framework import (
     Action,
     ActionContext,
+    ActionError,
     ActionForm,
     Outcome,
     declare,
@@ -22,7 +23,7 @@ from console.actions.framework import (
 )
 from console.db import utcnow
 from console.orders.models import Order, OrderStatus
-from console.payments.gateway import gateway
+from console.payments.gateway import GatewayError, gateway
 from console.payments.models import Payment, PaymentStatus
 from console.reconciliation.models import (
     FindingStatus,
@@ -330,5 +331,118 @@ mark_cancelled = declare(
         snapshot=finding_snapshot,
         return_url=finding_url,
         danger=True,
+    )
+)
+
+
+# ------------------------------------------------------------------ attach the right intent
+
+
+class AttachForm(ActionForm):
+    payment_intent = StringField(
+        "The right PaymentIntent id (pi_...)",
+        validators=[InputRequired("Enter the PaymentIntent id."), Regexp(r"^pi_[A-Za-z0-9_]+$")],
+    )
+
+
+def _attach_effect(ctx: ActionContext, f: ReconciliationFinding) -> Outcome:
+    order = _order_of(f)
+    if order is None:
+        raise ActionError("The order no longer exists.", status=409)
+    pi_id = str(ctx.params["payment_intent"])
+    try:
+        pi = gateway().retrieve_payment_intent(pi_id)
+    except GatewayError as exc:
+        raise ActionError(
+            f"Stripe: {exc.message}", status=422 if exc.kind == "not_found" else 502
+        ) from exc
+    received = int(pi.get("amount_received") or pi.get("amount") or 0)
+    currency = str(pi.get("currency", "")).upper()
+    if pi.get("status") != "succeeded" or received != order.amount or currency != order.currency:
+        raise ActionError(
+            f"{pi_id} is {pi.get('status')} for {money(received, currency)}; order "
+            f"{order.external_id} is {money(order.amount, order.currency)}. Not attached.",
+            status=422,
+        )
+    order.payment_intent_id = pi_id
+    _close(ctx, f, FindingStatus.FIXED)
+    return Outcome(f"Order {order.external_id} now references {pi_id} (verified at Stripe).")
+
+
+attach_intent = declare(
+    Action[ReconciliationFinding](
+        name="reconciliation:finding:attach_intent",
+        label="Attach the right PaymentIntent",
+        permission=Permission.RECONCILIATION_FINDING_FIX,
+        target_type="finding",
+        load=load_finding,
+        precondition=_cancel_precondition,
+        describe=lambda f: [
+            *_describe(f),
+            (
+                "Effect",
+                "Retrieves the PaymentIntent you name from Stripe and, only if it succeeded for "
+                "exactly the order's amount and currency, points the order at it (runbook 003).",
+            ),
+        ],
+        effect=_attach_effect,
+        snapshot=finding_snapshot,
+        return_url=finding_url,
+        form=AttachForm,
+        params=lambda form: {"payment_intent": (form.data.get("payment_intent") or "").strip()},
+    )
+)
+
+
+# ------------------------------------------------------------------ the missed event
+
+
+def _missed_precondition(f: ReconciliationFinding) -> str | None:
+    if f.type != FindingType.EVENT_NOT_RECEIVED:
+        return "only for an event that never reached us."
+    return _open(f)
+
+
+def _apply_missed_effect(ctx: ActionContext, f: ReconciliationFinding) -> Outcome:
+    from console.orders.services import confirm_paid_order
+
+    order = _order_of(f)
+    if order is None:
+        raise ActionError("The order no longer exists.", status=409)
+    try:
+        pi = gateway().retrieve_payment_intent(f.payment_intent_id or "")
+    except GatewayError as exc:
+        raise ActionError(f"Stripe: {exc.message}", status=502) from exc
+    result = confirm_paid_order(ctx.session, order, pi)
+    _close(ctx, f, FindingStatus.FIXED)
+    if result == "amount_mismatch":
+        return Outcome(
+            f"Applied: the amounts differ, so order {order.external_id} is flagged as possible "
+            "fraud, not confirmed.",
+            level="warning",
+        )
+    return Outcome(f"Applied what the missed event said: order {order.external_id} is confirmed.")
+
+
+apply_missed = declare(
+    Action[ReconciliationFinding](
+        name="reconciliation:finding:apply_missed_event",
+        label="Apply the missed event",
+        permission=Permission.WEBHOOKS_EVENT_REPLAY,
+        target_type="finding",
+        load=load_finding,
+        precondition=_missed_precondition,
+        describe=lambda f: [
+            *_describe(f),
+            (
+                "Effect",
+                "Reads the PaymentIntent's current state from Stripe and applies it as the "
+                "missed payment_intent.succeeded event would have: confirm only when it "
+                "succeeded for exactly the order's amount (runbook 002).",
+            ),
+        ],
+        effect=_apply_missed_effect,
+        snapshot=finding_snapshot,
+        return_url=finding_url,
     )
 )

@@ -256,3 +256,52 @@ def test_start_a_run_from_the_page_runs_in_the_background(committed_app, idp, st
     assert status == "succeeded"
     page = client.get("/reconciliation").get_data(as_text=True)
     assert "every 1s" not in page and "succeeded" in page
+
+
+def test_attach_intent_and_apply_missed_event(app, auth, client, world, stripe_client):
+    from console.orders.models import Order
+    from tests.actions.helpers import submit
+
+    run(app)
+    missing = f"order_paid_no_stripe:{world['missing']}"
+    with app.app_context():
+        order = db.session().scalar(
+            select(Order).where(Order.payment_intent_id == world["missing"])
+        )
+    right = create_succeeded_payment_intent(stripe_client, amount=order.amount, currency="eur")
+    wrong = create_succeeded_payment_intent(stripe_client, amount=order.amount + 1, currency="eur")
+    auth.as_role("admin")
+    refused = submit(
+        client, "reconciliation:finding:attach_intent", missing, payment_intent=wrong.id
+    )
+    assert refused.status_code == 422 and "Not attached" in refused.get_data(as_text=True)
+    ok = submit(client, "reconciliation:finding:attach_intent", missing, payment_intent=right.id)
+    assert ok.status_code == 303
+    with app.app_context():
+        assert db.session().get(Order, order.id).payment_intent_id == right.id
+    auth.as_role("support")
+    missed = f"event_not_received:{world['event']}"
+    assert submit(client, "reconciliation:finding:apply_missed_event", missed).status_code == 303
+    with app.app_context():
+        confirmed = db.session().scalar(
+            select(Order).where(Order.payment_intent_id == world["event"])
+        )
+        assert confirmed.status == OrderStatus.CONFIRMED
+    assert findings(app)[missed].status == FindingStatus.FIXED
+
+
+@pytest.mark.slow
+def test_no_false_findings_on_a_clean_data_set(app, stripe, stripe_client):
+    stripe.reset()
+    with app.app_context():
+        s = db.session()
+        for i in range(1500):
+            pi = create_succeeded_payment_intent(stripe_client, amount=500 + i, currency="eur")
+            make_order(s, status=OrderStatus.COMPLETED, amount=500 + i, payment_intent_id=pi.id)
+        s.commit()
+    stripe.clear_requests_log()
+    output = run(app)
+    assert "new=0" in output, output
+    assert findings(app) == {}
+    # 1,500 intents: 15 pages, and one page of transfers.
+    assert stripe.count_requests("GET") <= math.ceil(1500 / 100) + 2

@@ -171,14 +171,18 @@ def detect(
             ):
                 by_intent[o.payment_intent_id or ""] = o
     intent_ids = {pi["id"] for pi in intents}
-    events = {
-        e
-        for e in s.scalars(
-            select(WebhookEvent.object_id).where(
-                WebhookEvent.object_id.in_(list(intent_ids)[:5000] or [""])
+    events: set[str] = set()
+    ids = sorted(intent_ids)
+    for chunk in range(0, len(ids), 1000):
+        events.update(
+            e
+            for e in s.scalars(
+                select(WebhookEvent.object_id).where(
+                    WebhookEvent.object_id.in_(ids[chunk : chunk + 1000])
+                )
             )
+            if e
         )
-    }
     found: list[Seen] = []
     for pi in intents:
         if narrowed and pi["id"] not in by_intent:

@@ -305,3 +305,32 @@ def test_no_false_findings_on_a_clean_data_set(app, stripe, stripe_client):
     assert findings(app) == {}
     # 1,500 intents: 15 pages, and one page of transfers.
     assert stripe.count_requests("GET") <= math.ceil(1500 / 100) + 2
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_do_not_duplicate_findings(committed_app, stripe, stripe_client):
+    import threading
+
+    stripe.reset()
+    for i in range(5):
+        create_succeeded_payment_intent(stripe_client, amount=100 + i, currency="eur")
+    barrier = threading.Barrier(2)
+    outputs: list[str] = []
+
+    def go() -> None:
+        barrier.wait()
+        outputs.append(committed_app.test_cli_runner().invoke(args=["reconcile", "run"]).output)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # CliRunner swaps sys.stdout process-wide, so read the runs from the database.
+    with committed_app.app_context():
+        runs = db.session().scalars(select(ReconciliationRun)).all()
+    assert [r.status.value for r in runs] == ["succeeded", "succeeded"]
+    found = findings(committed_app)
+    assert len(found) == 5 and all(
+        f.type == FindingType.STRIPE_PAID_NO_ORDER for f in found.values()
+    )

@@ -446,3 +446,36 @@ apply_missed = declare(
         return_url=finding_url,
     )
 )
+
+
+def _mark_refunded_effect(ctx: ActionContext, f: ReconciliationFinding) -> Outcome:
+    order = _order_of(f)
+    if order is None:
+        return Outcome("The order no longer exists.", level="warning")
+    order.status = OrderStatus.REFUNDED
+    _close(ctx, f, FindingStatus.FIXED)
+    return Outcome(f"Order {order.external_id} marked refunded: the money went back elsewhere.")
+
+
+mark_refunded = declare(
+    Action[ReconciliationFinding](
+        name="reconciliation:finding:mark_refunded",
+        label="Mark order refunded",
+        permission=Permission.RECONCILIATION_FINDING_FIX,
+        target_type="finding",
+        load=load_finding,
+        precondition=_cancel_precondition,
+        describe=lambda f: [
+            *_describe(f),
+            (
+                "Effect",
+                "Marks the order refunded: for an order whose money was returned outside "
+                "Stripe (runbook 003). No money moves.",
+            ),
+        ],
+        effect=_mark_refunded_effect,
+        snapshot=finding_snapshot,
+        return_url=finding_url,
+        danger=True,
+    )
+)

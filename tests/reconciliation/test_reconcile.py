@@ -334,3 +334,26 @@ def test_two_runs_at_once_do_not_duplicate_findings(committed_app, stripe, strip
     assert len(found) == 5 and all(
         f.type == FindingType.STRIPE_PAID_NO_ORDER for f in found.values()
     )
+
+
+def test_mark_refunded(app, auth, client, world):
+    from console.orders.models import Order
+    from tests.actions.helpers import submit
+
+    run(app)
+    auth.as_role("admin")
+    missing = f"order_paid_no_stripe:{world['missing']}"
+    assert (
+        submit(
+            client,
+            "reconciliation:finding:mark_refunded",
+            missing,
+            reason="Refunded by bank transfer",
+        ).status_code
+        == 303
+    )
+    with app.app_context():
+        order = db.session().scalar(
+            select(Order).where(Order.payment_intent_id == world["missing"])
+        )
+        assert order.status == OrderStatus.REFUNDED

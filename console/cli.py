@@ -45,10 +45,20 @@ def db_current() -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     from console.audit.cli import audit_cli
+    from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
     from console.invoices.cli import invoices_cli
     from console.payments.cli import payouts_cli, webhooks_cli
     from console.reconciliation.cli import reconcile_cli
 
-    for group in (demo_cli, webhooks_cli, payouts_cli, audit_cli, invoices_cli, reconcile_cli):
+    groups = (
+        demo_cli,
+        webhooks_cli,
+        payouts_cli,
+        audit_cli,
+        invoices_cli,
+        reconcile_cli,
+        coupons_cli,
+    )
+    for group in groups:
         app.cli.add_command(group)

@@ -21,7 +21,7 @@ MIN_RETENTION_DAYS = 365
 def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) -> None:
     """Write a signed bundle of the selection to OUT (data, manifest, signature, key)."""
     from console import db
-    from console.audit.export import ExportError, load_signing_key, write_bundle
+    from console.audit.export import ExportError, demo_key_note, load_signing_key, write_bundle
     from console.audit.service import record
     from console.audit.views import filtered
     from console.payments.cli import cli_actor
@@ -34,6 +34,9 @@ def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) ->
         key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
+    note = demo_key_note(current_app.config["SETTINGS"], current_app.instance_path)
+    if note:
+        click.echo(note, err=True)
     s = db.session()
     actor = cli_actor()
     bundle = write_bundle(s, stmt, out_dir=out_dir, fmt=fmt, filters=used, exporter=actor, key=key)

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
 import tempfile
@@ -41,6 +42,8 @@ from console.audit.models import AuditCheckpoint, AuditEntry
 from console.config import Settings
 from console.db import utcnow
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = [
     "seq",
@@ -58,6 +61,7 @@ CSV_COLUMNS = [
     "canonical",
 ]
 CHUNK = 10_000
+_HEAD = 160  # bytes of a line that hold its chain position
 
 
 class ExportError(RuntimeError):
@@ -78,11 +82,25 @@ def load_signing_key(settings: Settings, instance_path: str) -> Ed25519PrivateKe
             fd = os.open(generated, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
+            log.warning(
+                "AUDIT_SIGNING_KEY is not set: generated a demo audit signing key in %s", generated
+            )
         path = str(generated)
     loaded = load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ExportError(f"{path} is not an Ed25519 private key")
     return loaded
+
+
+def demo_key_note(settings: Settings, instance_path: str) -> str | None:
+    """Say so when exports are signed with the generated demo key."""
+    if settings.audit_signing_key or settings.is_production:
+        return None
+    path = Path(instance_path) / "audit_signing_key.pem"
+    return (
+        f"AUDIT_SIGNING_KEY is not set: exports are signed with a demo key generated once "
+        f"in {path}. Set AUDIT_SIGNING_KEY to a PEM file in production."
+    )
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
@@ -190,6 +208,8 @@ def write_bundle(
         "data_file": data_name,
         "data_sha256": digest.hexdigest(),
         "filters": filters,
+        "unfiltered": not filters,
+        "contiguous": range_only,
         "chain": range_only,
         "count": count,
         "first_seq": first_seq,
@@ -227,8 +247,10 @@ def _copy_jsonl(s: Session, stmt: Select[Any], raw: BinaryIO, digest: Any) -> tu
 
     CSV mode with a delimiter and quote character that canonical JSON can
     never contain (it escapes every control character) writes each line
-    verbatim: no quoting, no backslash escaping. Returns (count, first
-    line, last line).
+    verbatim: no quoting, no backslash escaping. Returns (count, the start
+    of the first line, the start of the last line followed by its last 80
+    bytes): enough for the chain positions and the last hash, whatever the
+    length of a line.
     """
     line = (
         literal('{"entry":')
@@ -247,7 +269,9 @@ def _copy_jsonl(s: Session, stmt: Select[Any], raw: BinaryIO, digest: Any) -> tu
         raise ExportError("no database connection for the export")
     cursor = driver.cursor()
     count = 0
-    first = b""
+    head = b""  # the start of the line being received
+    first_head: bytes | None = None
+    last_head = b""
     tail = b""
     with cursor.copy(sql, compiled.params) as copy:
         for block in copy:
@@ -256,12 +280,26 @@ def _copy_jsonl(s: Session, stmt: Select[Any], raw: BinaryIO, digest: Any) -> tu
                 continue
             digest.update(data)
             raw.write(data)
-            count += data.count(b"\n")
-            if len(first) < 4096 and b"\n" not in first:
-                first += data
-            tail = (tail + data)[-8192:]
-    first_line = first.split(b"\n", 1)[0].decode("utf-8")
-    last_line = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("utf-8")
+            start = 0
+            while True:
+                nl = data.find(b"\n", start)
+                if nl < 0:
+                    if len(head) < _HEAD:
+                        head += data[start : start + _HEAD]
+                    break
+                if len(head) < _HEAD:
+                    head += data[start : min(nl, start + _HEAD)]
+                count += 1
+                if first_head is None:
+                    first_head = head
+                last_head = head
+                head = b""
+                start = nl + 1
+            tail = data[-80:] if len(data) >= 80 else (tail + data)[-80:]
+    if not count:
+        return 0, "", ""
+    first_line = (first_head or b"").decode("utf-8", "replace")
+    last_line = (last_head + b"..." + tail.rstrip(b"\n")).decode("utf-8", "replace")
     return count, first_line, last_line
 
 

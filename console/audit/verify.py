@@ -104,18 +104,37 @@ def verify(bundle: Path, public_key_path: Path) -> tuple[int, int | None, int | 
     chain = bool(manifest.get("chain"))
     if chain and manifest.get("first_seq") == 1 and manifest.get("prev_hash") != "0" * 64:
         raise Invalid("the first entry of the log does not start from the genesis hash", 1)
+    checkpoint = manifest.get("checkpoint") or None
+    if (
+        chain
+        and checkpoint
+        and manifest.get("first_seq") == checkpoint["purged_through_seq"] + 1
+        and manifest.get("prev_hash") != checkpoint["purged_through_hash"]
+    ):
+        raise Invalid(
+            "the first entry does not follow the purge checkpoint's last hash",
+            manifest["first_seq"],
+        )
     entries = csv_entries(data_path) if manifest["format"] == "csv" else jsonl_entries(data_path)
     expected_prev = manifest.get("prev_hash")
     previous_seq: int | None = None
     first_seq: int | None = None
     last_hash: str | None = None
+    gap: int | None = None  # seq of an entry that skipped ahead: missing or reordered?
+    expected_seq = 0
     count = 0
     sha256 = hashlib.sha256
     for number, canonical, claimed in entries:
         try:
             prev_hash, seq = position(canonical)
         except ValueError as exc:
-            raise Invalid(f"line {number} is not a canonical entry", previous_seq) from exc
+            after = f" (after seq {previous_seq})" if previous_seq is not None else ""
+            raise Invalid(f"line {number}{after} is not a canonical audit entry", gap) from exc
+        if gap is not None:
+            # The entry after a jump tells a moved entry from a removed one.
+            if seq < gap:
+                raise Invalid(f"reordered: seq {gap} comes before seq {seq}", gap)
+            raise Invalid(f"missing: entries {expected_seq}..{gap - 1} are gone", gap)
         if sha256(canonical.encode("utf-8")).hexdigest() != claimed:
             raise Invalid("edited: the entry's hash does not match its content", seq)
         if previous_seq is not None and seq == previous_seq:
@@ -124,8 +143,8 @@ def verify(bundle: Path, public_key_path: Path) -> tuple[int, int | None, int | 
             raise Invalid(f"reordered: seq {seq} follows {previous_seq}", seq)
         if chain:
             if previous_seq is not None and seq != previous_seq + 1:
-                raise Invalid(f"missing: entries {previous_seq + 1}..{seq - 1} are gone", seq)
-            if prev_hash != expected_prev:
+                gap, expected_seq = seq, previous_seq + 1
+            elif prev_hash != expected_prev:
                 raise Invalid(
                     "inserted or out of chain: its previous hash is not the hash of the entry "
                     "before it",
@@ -137,6 +156,8 @@ def verify(bundle: Path, public_key_path: Path) -> tuple[int, int | None, int | 
         previous_seq = seq
         last_hash = claimed
         count += 1
+    if gap is not None:
+        raise Invalid(f"missing: entries {expected_seq}..{gap - 1} are gone", gap)
     if count != manifest["count"]:
         raise Invalid(f"count mismatch: {count} entries, the manifest says {manifest['count']}")
     if count and (first_seq != manifest["first_seq"] or previous_seq != manifest["last_seq"]):
@@ -167,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read the bundle: {exc}", file=sys.stderr)
         return 2
     scope = "chain verified" if chain else "filtered export: each entry's hash verified, no chain"
+    checkpoint = json.loads((args.bundle / "manifest.json").read_bytes()).get("checkpoint")
+    if chain and checkpoint and first == checkpoint["purged_through_seq"] + 1:
+        scope += f"; follows the purge checkpoint through seq {checkpoint['purged_through_seq']}"
     span = f"seq {first}..{last}" if count else "no entries"
     print(f"valid: {count} entries, {span} ({scope})")
     return 0

@@ -17,6 +17,7 @@ from console.audit.export import (
     FORMATS,
     ExportError,
     archive,
+    demo_key_note,
     fingerprint,
     load_signing_key,
     public_pem,
@@ -122,8 +123,9 @@ def export_page() -> Any:
     """Choose a selection to export; shows the public key and how to verify offline."""
     args = request.args.to_dict()
     _stmt, used, errors = filtered(args)
+    settings = current_app.config["SETTINGS"]
     try:
-        key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
+        key = load_signing_key(settings, current_app.instance_path)
         public = key.public_key()
         key_info: dict[str, str] | None = {
             "pem": public_pem(public).decode(),
@@ -136,7 +138,13 @@ def export_page() -> Any:
     record(s, action="audit:export_page:view", outcome="success", details={"filters": used})
     s.commit()
     return render_template(
-        "audit/export.html", args=args, used=used, errors=errors, key=key_info, key_error=key_error
+        "audit/export.html",
+        args=args,
+        used=used,
+        errors=errors,
+        key=key_info,
+        key_error=key_error,
+        key_note=demo_key_note(settings, current_app.instance_path) if key_info else None,
     )
 
 

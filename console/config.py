@@ -2,7 +2,8 @@
 
 The names are a contract (DESIGN.md "Interfaces"): other tooling sets them.
 `CONSOLE_ENV=production` (the default) is strict; `demo` and `test` relax
-only what a laptop needs (SQLite, a generated secret, plain-http cookies).
+only what a laptop needs (the embedded PostgreSQL server under `instance/`, a
+generated secret, plain-http cookies). There is no other database engine.
 """
 
 from __future__ import annotations
@@ -78,10 +79,6 @@ class Settings:
     def is_production(self) -> bool:
         return self.env == "production"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def load_settings(
     environ: Mapping[str, str] | None = None, instance_path: str | None = None
@@ -97,15 +94,18 @@ def load_settings(
     if not database_url:
         if strict:
             raise ConfigError("DATABASE_URL is not set (production needs PostgreSQL)")
-        folder = Path(instance_path or "instance")
-        folder.mkdir(parents=True, exist_ok=True)
-        database_url = f"sqlite:///{(folder / 'console.sqlite3').resolve()}"
+        from console.embedded_db import default_url
+
+        database_url = default_url(Path(instance_path or "instance"))
     if database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    if strict and database_url.startswith("sqlite"):
-        raise ConfigError("DATABASE_URL points at SQLite; production needs PostgreSQL")
+    if not database_url.startswith("postgresql"):
+        raise ConfigError(
+            "DATABASE_URL must be a PostgreSQL URL (postgresql://...): the console relies on "
+            "row locks with NOWAIT/SKIP LOCKED, append-only triggers and partial indexes"
+        )
 
     secret_key = env.get("SECRET_KEY", "")
     if not secret_key:

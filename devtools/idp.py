@@ -12,6 +12,8 @@ import os
 import select
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,14 @@ class PeerError(RuntimeError):
     """A local peer did not start."""
 
 
+def _drain(stream: Any, prefix: str) -> None:
+    """Copy a peer's output to ours so its pipe never fills up and blocks it."""
+    for line in stream:
+        sys.stderr.write(f"{prefix}{line}")
+
+
 def _spawn(
-    script: str, args: list[str], timeout: float = 20.0
+    script: str, args: list[str], timeout: float = 20.0, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], dict]:
     if not (NODE_DIR / "node_modules").is_dir():
         raise PeerError("npm peers are not installed: run `npm ci --prefix devtools/node`")
@@ -39,7 +47,7 @@ def _spawn(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "NODE_ENV": os.environ.get("NODE_ENV", "development")},
+        env={**os.environ, "NODE_ENV": os.environ.get("NODE_ENV", "development"), **(env or {})},
     )
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -48,6 +56,10 @@ def _spawn(
         if ready:
             line = proc.stdout.readline()
             if line.strip().startswith("{"):
+                for stream in (proc.stdout, proc.stderr):
+                    threading.Thread(
+                        target=_drain, args=(stream, f"[{script}] "), daemon=True
+                    ).start()
                 return proc, json.loads(line)
         if proc.poll() is not None:
             break
@@ -125,14 +137,13 @@ class DemoIdP:
             str(port),
             "--client-id",
             client_id,
-            "--client-secret",
-            client_secret,
             "--redirect-uri",
             redirect_uri,
         ]
         if post_logout_redirect_uri:
             args += ["--post-logout-redirect-uri", post_logout_redirect_uri]
-        proc, ready = _spawn("demo_idp.mjs", args)
+        # The secret goes through the environment, not argv: `ps` shows argv to everyone.
+        proc, ready = _spawn("demo_idp.mjs", args, env={"DEMO_IDP_CLIENT_SECRET": client_secret})
         return cls(proc, ready["issuer"])
 
     def stop(self) -> None:

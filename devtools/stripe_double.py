@@ -33,11 +33,13 @@ import argparse
 import asyncio
 import hashlib
 import json
+import pickle
 import secrets
 import socket
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -518,6 +520,11 @@ def _extend_localstripe() -> web.Application:
     return app
 
 
+async def _in_loop(fn: Any) -> Any:
+    """Run `fn` on the double's event loop, between two requests."""
+    return fn()
+
+
 class StripeDouble:
     """The double, served from a background thread; one per process."""
 
@@ -560,6 +567,40 @@ class StripeDouble:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         _instance = None
+
+    # -- persistence (the demo keeps Stripe's objects across restarts)
+
+    _KEPT = ("accounts", "transfers", "invoices", "idempotency", "counter")
+
+    def save(self, path: Path) -> None:
+        """Write every object the double holds to `path` (pickle), for the next start."""
+        from localstripe.resources import store
+
+        def dump() -> bytes:
+            state = {name: getattr(STATE, name) for name in self._KEPT}
+            return pickle.dumps({"store": dict(store), "state": state})
+
+        data = asyncio.run_coroutine_threadsafe(_in_loop(dump), self._loop).result(30)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    def load(self, path: Path) -> bool:
+        """Take the objects a previous run saved; False when there is no snapshot."""
+        from localstripe.resources import store
+
+        if not path.is_file():
+            return False
+        snapshot = pickle.loads(path.read_bytes())  # our own file, written by save()
+
+        def restore() -> None:
+            dict.clear(store)
+            dict.update(store, snapshot["store"])
+            for name, value in snapshot["state"].items():
+                setattr(STATE, name, value)
+
+        asyncio.run_coroutine_threadsafe(_in_loop(restore), self._loop).result(30)
+        return True
 
     # -- control helpers (plain HTTP, as any test would)
 

@@ -16,7 +16,6 @@ def run_migrations_offline() -> None:
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
         literal_binds=True,
-        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -30,7 +29,6 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
         )
         with context.begin_transaction():

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -37,7 +37,7 @@ from devtools.stripe_double import StripeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 IDENTITIES: dict[str, dict[str, Any]] = {
     "support": {"sub": "sub-support-1", "email": "support@example.test", "groups": ["ops-support"]},
@@ -53,13 +53,50 @@ ROLE_MAP = "ops-support=support,ops-admins=admin,ops-audit=auditor"
 # --------------------------------------------------------------------------- peers
 
 
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
+    """The server the tests use: TEST_PG_ADMIN_URL, else 127.0.0.1:5432, else embedded.
+
+    The fallback is the demo's embedded PostgreSQL wheel, in its own folder, so
+    the suite also runs on a machine with no PostgreSQL server installed
+    (`TEST_PG_ADMIN_URL=embedded` picks it even when the machine has one).
+    """
+    explicit = os.environ.get("TEST_PG_ADMIN_URL", "")
+    if explicit == "embedded":
+        explicit = ""
+    elif explicit or _answers(MACHINE_PG):
+        yield explicit or MACHINE_PG
+        return
+    from console import embedded_db
+
+    pgdata = embedded_db.server_dir(ROOT / "instance" / "test")
+    started = not embedded_db.is_running(pgdata)
+    uri = embedded_db.start(pgdata)
+    yield embedded_db.libpq_url(uri, "postgres")
+    if started:
+        embedded_db.stop(pgdata)
+
+
+def database_on(admin_url: str, name: str) -> str:
+    """The URL of database `name` on the server of `admin_url` (TCP or socket)."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
     name = f"console_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    url = database_on(pg_admin_url, name).replace("postgresql://", "postgresql+psycopg://", 1)
     from alembic import command
 
     from console.cli import alembic_config
@@ -69,7 +106,7 @@ def pg_url() -> Iterator[str]:
     from sqlalchemy import create_engine
 
     create_engine(url).dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

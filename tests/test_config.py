@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from console import embedded_db
 from console.config import ConfigError, load_settings, parse_role_map
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,16 +52,36 @@ def test_production_names_the_missing_variable(missing):
         load_settings(env)
 
 
-def test_production_refuses_sqlite_and_short_secrets():
-    with pytest.raises(ConfigError, match="SQLite"):
-        load_settings({**PROD, "DATABASE_URL": "sqlite:///x.db"})
+@pytest.mark.parametrize("mode", ["production", "demo", "test"])
+def test_every_mode_refuses_a_database_that_is_not_postgresql(mode):
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        load_settings({**PROD, "CONSOLE_ENV": mode, "DATABASE_URL": "sqlite:///x.db"})
+
+
+def test_production_refuses_short_secrets():
     with pytest.raises(ConfigError, match="shorter"):
         load_settings({**PROD, "SECRET_KEY": "short"})
 
 
-def test_demo_relaxes_only_what_a_laptop_needs(tmp_path):
-    settings = load_settings({"CONSOLE_ENV": "demo"}, str(tmp_path))
-    assert settings.is_sqlite and settings.secret_key and not settings.is_production
+@pytest.mark.slow
+def test_demo_without_database_url_runs_the_embedded_postgresql(tmp_path):
+    """No DATABASE_URL in demo mode: a private PostgreSQL server under instance/."""
+    try:
+        settings = load_settings({"CONSOLE_ENV": "demo"}, str(tmp_path))
+        assert settings.secret_key and not settings.is_production
+        assert settings.database_url.startswith("postgresql+psycopg://")
+        engine = create_engine(settings.database_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar() == "console"
+            assert conn.execute(text("SHOW server_version_num")).scalar() >= "150000"
+        engine.dispose()
+        # A second start attaches to the running server instead of starting another.
+        assert load_settings({"CONSOLE_ENV": "demo"}, str(tmp_path)).database_url == (
+            settings.database_url
+        )
+    finally:
+        assert embedded_db.stop(embedded_db.server_dir(tmp_path))
+    assert not embedded_db.is_running(embedded_db.server_dir(tmp_path))
 
 
 @pytest.mark.parametrize("raw", ["ops=root", "nonsense", "ops-admins=admin,=support"])

@@ -89,8 +89,8 @@ def append(
 ) -> AuditEntry:
     """Append an entry to the chain inside the caller's transaction.
 
-    The chain head row is locked (FOR UPDATE; SQLite holds the write lock
-    already), so concurrent appends are serialized until the caller commits:
+    The chain head row is locked (FOR UPDATE), so concurrent appends are
+    serialized until the caller commits:
     append last, just before the commit.
     """
     if outcome not in OUTCOMES:

@@ -120,8 +120,7 @@ def purge_cmd(before: str | None, yes: bool) -> None:
         }
     )
     key = load_signing_key(settings, current_app.instance_path)
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SET LOCAL console.audit_purge = 'on'"))
+    s.execute(text("SET LOCAL console.audit_purge = 'on'"))
     s.execute(delete(AuditEntry).where(AuditEntry.seq <= through_seq))
     s.add(
         AuditCheckpoint(

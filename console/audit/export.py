@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
-from console.audit.chain import GENESIS_HASH, export_line, format_ts, parse_canonical_position
+from console.audit.chain import GENESIS_HASH, format_ts, parse_canonical_position
 from console.audit.models import AuditCheckpoint, AuditEntry
 from console.config import Settings
 from console.db import utcnow
@@ -167,23 +167,12 @@ def write_bundle(
     first_seq = last_seq = None
     first_prev = last_hash = None
     with (out_dir / data_name).open("wb") as raw:
-        if fmt == "jsonl" and s.get_bind().dialect.name == "postgresql":
+        if fmt == "jsonl":
             count, first_line, last_line = _copy_jsonl(s, stmt, raw, digest)
             if count:
                 first_seq, first_prev = _line_position(first_line)
                 last_seq, _ = _line_position(last_line)
                 last_hash = last_line[-66:-2]
-        elif fmt == "jsonl":
-            buffer: list[str] = []
-            for seq, canonical, entry_digest in _rows(s, stmt, fmt):
-                if first_seq is None:
-                    first_seq, first_prev = seq, parse_canonical_position(canonical)[0]
-                buffer.append(export_line(canonical, entry_digest))
-                last_seq, last_hash = seq, entry_digest
-                count += 1
-                if len(buffer) >= CHUNK:
-                    _flush(raw, digest, buffer)
-            _flush(raw, digest, buffer)
         else:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")

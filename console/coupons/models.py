@@ -39,7 +39,6 @@ class CouponReservation(Base):
             "expires_at",
             "id",
             postgresql_where=text("status = 'reserved'"),
-            sqlite_where=text("status = 'reserved'"),
         ),
     )
 

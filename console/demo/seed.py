@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from console.audit.chain import canonical_json
 from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
 from console.db import utcnow
 from console.inventory.models import (
@@ -44,6 +43,7 @@ from console.payouts.models import (
     Seller,
     SellerPayout,
 )
+from console.payouts.release import payload_hash, payout_payload
 from console.reconciliation.models import (
     FindingStatus,
     FindingType,
@@ -885,20 +885,12 @@ def _payouts(s: Session, rng: random.Random, now: datetime, cases: dict[str, Ord
     del released
     # A release requested by one admin, waiting for a second (four eyes).
     chosen = eligible[:2]
-    payload = {
-        "payouts": [
-            {
-                "id": p.id,
-                "amount": p.amount,
-                "currency": p.currency,
-                "destination": p.destination_account,
-            }
-            for p in chosen
-        ]
-    }
+    # The same payload (and hash) the console builds, so approving it works.
+    s.flush()
+    payload = payout_payload(chosen)
     approval = Approval(
         payload=payload,
-        payload_hash=hashlib.sha256(canonical_json(payload).encode()).hexdigest(),
+        payload_hash=payload_hash(payload),
         status=ApprovalStatus.PENDING,
         requested_by_sub="admin@example.test",
         requested_by_email="admin@example.test",

@@ -20,6 +20,7 @@ from console.orders.models import Order
 from console.payments.gateway import GatewayError, StripeGateway
 from console.payments.models import Payment, WebhookEvent
 from console.payouts.models import Seller, SellerPayout
+from console.reconciliation.models import ReconciliationFinding
 
 # Seeded orders whose payment must exist at Stripe, and what Stripe received.
 SYNCED_ORDERS = {
@@ -35,9 +36,15 @@ ORPHAN = "pi_demo_orphan_0010"
 
 
 def _repoint(s: Session, old: str, new: str) -> None:
-    """Point every local record at the real PaymentIntent id."""
+    """Point every local record (findings included) at the real PaymentIntent id."""
     s.execute(update(Order).where(Order.payment_intent_id == old).values(payment_intent_id=new))
     s.execute(update(Payment).where(Payment.payment_intent_id == old).values(payment_intent_id=new))
+    for finding in s.scalars(
+        select(ReconciliationFinding).where(ReconciliationFinding.payment_intent_id == old)
+    ):
+        finding.payment_intent_id = new
+        finding.fingerprint = finding.fingerprint.replace(old, new)
+        finding.explanation = finding.explanation.replace(old, new)
     for event in s.scalars(select(WebhookEvent).where(WebhookEvent.object_id == old)):
         body = json.loads(event.raw_body)
         body["data"]["object"]["id"] = new
@@ -114,6 +121,15 @@ def stripe_sync(s: Session, gw: StripeGateway) -> dict[str, int]:
             idempotency_key=f"demo-transfer-{payout.external_id}",
             metadata={"payout_id": payout.external_id, "order_id": str(payout.order_id)},
         )
+        for finding in s.scalars(
+            select(ReconciliationFinding).where(
+                ReconciliationFinding.transfer_id == payout.stripe_transfer_id
+            )
+        ):
+            finding.explanation = finding.explanation.replace(
+                payout.stripe_transfer_id or "", str(transfer["id"])
+            )
+            finding.transfer_id = str(transfer["id"])
         payout.stripe_transfer_id = str(transfer["id"])
         transfers += 1
     s.commit()

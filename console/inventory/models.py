@@ -60,7 +60,6 @@ class InventoryReservation(Base):
             "ix_inventory_reservations_unconfirmed",
             "order_id",
             postgresql_where=text("status = 'reserved'"),
-            sqlite_where=text("status = 'reserved'"),
         ),
     )
 

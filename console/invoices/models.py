@@ -28,7 +28,6 @@ class Invoice(Base):
             "updated_at",
             "id",
             postgresql_where=text("status IN ('draft', 'generated', 'failed')"),
-            sqlite_where=text("status IN ('draft', 'generated', 'failed')"),
         ),
         Index(
             "ix_invoices_due",
@@ -37,7 +36,6 @@ class Invoice(Base):
             postgresql_where=text(
                 "status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"
             ),
-            sqlite_where=text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"),
         ),
     )
 

@@ -36,7 +36,6 @@ class Order(Base):
             "paid_at",
             "id",
             postgresql_where=text("status = 'paid' AND webhook_processed_at IS NULL"),
-            sqlite_where=text("status = 'paid' AND webhook_processed_at IS NULL"),
         ),
         # Stuck: processing but never forwarded to the supplier (runbook 001).
         Index(
@@ -44,7 +43,6 @@ class Order(Base):
             "updated_at",
             "id",
             postgresql_where=text("status = 'processing' AND supplier_forwarded_at IS NULL"),
-            sqlite_where=text("status = 'processing' AND supplier_forwarded_at IS NULL"),
         ),
         # Stuck: amount or currency mismatch, possible fraud (runbook 002).
         Index(
@@ -52,7 +50,6 @@ class Order(Base):
             "updated_at",
             "id",
             postgresql_where=text("amount_mismatch"),
-            sqlite_where=text("amount_mismatch"),
         ),
     )
 

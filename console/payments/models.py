@@ -62,7 +62,6 @@ class WebhookEvent(Base):
             "received_at",
             "id",
             postgresql_where=text("processed_at IS NULL AND status IN ('received', 'failed')"),
-            sqlite_where=text("processed_at IS NULL AND status IN ('received', 'failed')"),
         ),
     )
 
@@ -122,7 +121,6 @@ class MoneyMovement(Base):
             "created_at",
             "id",
             postgresql_where=text("status = 'in_flight'"),
-            sqlite_where=text("status = 'in_flight'"),
         ),
         Index("ix_money_movements_target", "target_type", "target_id"),
     )

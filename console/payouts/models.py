@@ -51,9 +51,6 @@ class SellerPayout(Base):
             postgresql_where=text(
                 "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
             ),
-            sqlite_where=text(
-                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
-            ),
         ),
         Index("ix_seller_payouts_status_id", "status", "id"),
     )
@@ -100,7 +97,6 @@ class Approval(Base):
             "requested_at",
             "id",
             postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
         ),
     )
 

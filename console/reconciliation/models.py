@@ -71,7 +71,6 @@ class ReconciliationFinding(Base):
             "severity",
             "id",
             postgresql_where=text("status = 'open'"),
-            sqlite_where=text("status = 'open'"),
         ),
     )
 

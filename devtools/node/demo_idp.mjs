@@ -4,7 +4,7 @@
 // client authenticates with client_secret_basic, and only `sub` is in the ID
 // token (email and groups come from /userinfo, as with many company IdPs).
 //
-//   node demo_idp.mjs --port 5556 --client-id ID --client-secret S \
+//   DEMO_IDP_CLIENT_SECRET=S node demo_idp.mjs --port 5556 --client-id ID \
 //        --redirect-uri http://127.0.0.1:5000/auth/callback \
 //        [--post-logout-redirect-uri http://127.0.0.1:5000/login]
 import crypto from "node:crypto";
@@ -18,11 +18,12 @@ function arg(name, fallback) {
 const HOST = "127.0.0.1";
 const port = Number(arg("port", "5556"));
 const clientId = arg("client-id", "console-demo");
-const clientSecret = arg("client-secret");
+// From the environment: a secret on the command line is visible in `ps` to every user.
+const clientSecret = process.env.DEMO_IDP_CLIENT_SECRET;
 const redirectUri = arg("redirect-uri");
 const postLogout = arg("post-logout-redirect-uri");
 if (!clientSecret || !redirectUri) {
-  process.stderr.write("--client-secret and --redirect-uri are required\n");
+  process.stderr.write("DEMO_IDP_CLIENT_SECRET and --redirect-uri are required\n");
   process.exit(2);
 }
 

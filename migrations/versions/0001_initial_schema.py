@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('decision_reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_approvals'))
     )
-    op.create_index('ix_approvals_pending', 'approvals', ['requested_at', 'id'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+    op.create_index('ix_approvals_pending', 'approvals', ['requested_at', 'id'], unique=False, postgresql_where=sa.text("status = 'pending'"))
     op.create_table('audit_chain_head',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('last_seq', sa.BigInteger(), nullable=False),
@@ -142,7 +142,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_money_movements')),
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_money_movements_idempotency_key'))
     )
-    op.create_index('ix_money_movements_in_flight', 'money_movements', ['created_at', 'id'], unique=False, postgresql_where=sa.text("status = 'in_flight'"), sqlite_where=sa.text("status = 'in_flight'"))
+    op.create_index('ix_money_movements_in_flight', 'money_movements', ['created_at', 'id'], unique=False, postgresql_where=sa.text("status = 'in_flight'"))
     op.create_index('ix_money_movements_target', 'money_movements', ['target_type', 'target_id'], unique=False)
     op.create_table('reconciliation_runs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -212,7 +212,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_webhook_events_object_id'), 'webhook_events', ['object_id'], unique=False)
     op.create_index('ix_webhook_events_received_id', 'webhook_events', ['received_at', 'id'], unique=False)
     op.create_index(op.f('ix_webhook_events_type'), 'webhook_events', ['type'], unique=False)
-    op.create_index('ix_webhook_events_unprocessed', 'webhook_events', ['received_at', 'id'], unique=False, postgresql_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"), sqlite_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"))
+    op.create_index('ix_webhook_events_unprocessed', 'webhook_events', ['received_at', 'id'], unique=False, postgresql_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"))
     op.create_table('webhook_rejections',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
@@ -278,14 +278,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders')),
     sa.UniqueConstraint('external_id', name=op.f('uq_orders_external_id'))
     )
-    op.create_index('ix_orders_amount_mismatch', 'orders', ['updated_at', 'id'], unique=False, postgresql_where=sa.text('amount_mismatch'), sqlite_where=sa.text('amount_mismatch'))
+    op.create_index('ix_orders_amount_mismatch', 'orders', ['updated_at', 'id'], unique=False, postgresql_where=sa.text('amount_mismatch'))
     op.create_index(op.f('ix_orders_checkout_session_id'), 'orders', ['checkout_session_id'], unique=False)
     op.create_index('ix_orders_created_id', 'orders', ['created_at', 'id'], unique=False)
     op.create_index(op.f('ix_orders_customer_email'), 'orders', ['customer_email'], unique=False)
     op.create_index(op.f('ix_orders_listing_id'), 'orders', ['listing_id'], unique=False)
     op.create_index(op.f('ix_orders_payment_intent_id'), 'orders', ['payment_intent_id'], unique=False)
-    op.create_index('ix_orders_stuck_processing', 'orders', ['updated_at', 'id'], unique=False, postgresql_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"), sqlite_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"))
-    op.create_index('ix_orders_stuck_unprocessed', 'orders', ['paid_at', 'id'], unique=False, postgresql_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"), sqlite_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"))
+    op.create_index('ix_orders_stuck_processing', 'orders', ['updated_at', 'id'], unique=False, postgresql_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"))
+    op.create_index('ix_orders_stuck_unprocessed', 'orders', ['paid_at', 'id'], unique=False, postgresql_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"))
     op.create_table('supplier_sync_runs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('supplier_id', sa.Integer(), nullable=False),
@@ -311,7 +311,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_coupon_reservations'))
     )
     op.create_index(op.f('ix_coupon_reservations_coupon_id'), 'coupon_reservations', ['coupon_id'], unique=False)
-    op.create_index('ix_coupon_reservations_leaks', 'coupon_reservations', ['expires_at', 'id'], unique=False, postgresql_where=sa.text("status = 'reserved'"), sqlite_where=sa.text("status = 'reserved'"))
+    op.create_index('ix_coupon_reservations_leaks', 'coupon_reservations', ['expires_at', 'id'], unique=False, postgresql_where=sa.text("status = 'reserved'"))
     op.create_table('inventory_reservations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_id', sa.String(length=64), nullable=False),
@@ -328,7 +328,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_id', name=op.f('uq_inventory_reservations_external_id'))
     )
     op.create_index(op.f('ix_inventory_reservations_order_id'), 'inventory_reservations', ['order_id'], unique=False)
-    op.create_index('ix_inventory_reservations_unconfirmed', 'inventory_reservations', ['order_id'], unique=False, postgresql_where=sa.text("status = 'reserved'"), sqlite_where=sa.text("status = 'reserved'"))
+    op.create_index('ix_inventory_reservations_unconfirmed', 'inventory_reservations', ['order_id'], unique=False, postgresql_where=sa.text("status = 'reserved'"))
     op.create_table('invoices',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_id', sa.String(length=64), nullable=False),
@@ -346,8 +346,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoices')),
     sa.UniqueConstraint('external_id', name=op.f('uq_invoices_external_id'))
     )
-    op.create_index('ix_invoices_attention', 'invoices', ['updated_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('draft', 'generated', 'failed')"), sqlite_where=sa.text("status IN ('draft', 'generated', 'failed')"))
-    op.create_index('ix_invoices_due', 'invoices', ['next_attempt_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"), sqlite_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"))
+    op.create_index('ix_invoices_attention', 'invoices', ['updated_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('draft', 'generated', 'failed')"))
+    op.create_index('ix_invoices_due', 'invoices', ['next_attempt_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"))
     op.create_index(op.f('ix_invoices_order_id'), 'invoices', ['order_id'], unique=False)
     op.create_table('order_lines',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -416,7 +416,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reconciliation_findings')),
     sa.UniqueConstraint('fingerprint', name=op.f('uq_reconciliation_findings_fingerprint'))
     )
-    op.create_index('ix_reconciliation_findings_open', 'reconciliation_findings', ['severity', 'id'], unique=False, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+    op.create_index('ix_reconciliation_findings_open', 'reconciliation_findings', ['severity', 'id'], unique=False, postgresql_where=sa.text("status = 'open'"))
     op.create_index(op.f('ix_reconciliation_findings_order_id'), 'reconciliation_findings', ['order_id'], unique=False)
     op.create_index(op.f('ix_reconciliation_findings_payment_intent_id'), 'reconciliation_findings', ['payment_intent_id'], unique=False)
     op.create_table('seller_payouts',
@@ -446,7 +446,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_id', name=op.f('uq_seller_payouts_external_id'))
     )
     op.create_index(op.f('ix_seller_payouts_order_id'), 'seller_payouts', ['order_id'], unique=False)
-    op.create_index('ix_seller_payouts_ready', 'seller_payouts', ['protection_ends_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"), sqlite_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"))
+    op.create_index('ix_seller_payouts_ready', 'seller_payouts', ['protection_ends_at', 'id'], unique=False, postgresql_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"))
     op.create_index(op.f('ix_seller_payouts_seller_id'), 'seller_payouts', ['seller_id'], unique=False)
     op.create_index('ix_seller_payouts_status_id', 'seller_payouts', ['status', 'id'], unique=False)
     op.create_table('approval_items',
@@ -520,12 +520,12 @@ def downgrade() -> None:
     op.drop_table('approval_items')
     op.drop_index('ix_seller_payouts_status_id', table_name='seller_payouts')
     op.drop_index(op.f('ix_seller_payouts_seller_id'), table_name='seller_payouts')
-    op.drop_index('ix_seller_payouts_ready', table_name='seller_payouts', postgresql_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"), sqlite_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"))
+    op.drop_index('ix_seller_payouts_ready', table_name='seller_payouts', postgresql_where=sa.text("status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"))
     op.drop_index(op.f('ix_seller_payouts_order_id'), table_name='seller_payouts')
     op.drop_table('seller_payouts')
     op.drop_index(op.f('ix_reconciliation_findings_payment_intent_id'), table_name='reconciliation_findings')
     op.drop_index(op.f('ix_reconciliation_findings_order_id'), table_name='reconciliation_findings')
-    op.drop_index('ix_reconciliation_findings_open', table_name='reconciliation_findings', postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+    op.drop_index('ix_reconciliation_findings_open', table_name='reconciliation_findings', postgresql_where=sa.text("status = 'open'"))
     op.drop_table('reconciliation_findings')
     op.drop_index(op.f('ix_payments_order_id'), table_name='payments')
     op.drop_table('payments')
@@ -534,26 +534,26 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_order_lines_order_id'), table_name='order_lines')
     op.drop_table('order_lines')
     op.drop_index(op.f('ix_invoices_order_id'), table_name='invoices')
-    op.drop_index('ix_invoices_due', table_name='invoices', postgresql_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"), sqlite_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"))
-    op.drop_index('ix_invoices_attention', table_name='invoices', postgresql_where=sa.text("status IN ('draft', 'generated', 'failed')"), sqlite_where=sa.text("status IN ('draft', 'generated', 'failed')"))
+    op.drop_index('ix_invoices_due', table_name='invoices', postgresql_where=sa.text("status IN ('draft', 'generated') AND next_attempt_at IS NOT NULL"))
+    op.drop_index('ix_invoices_attention', table_name='invoices', postgresql_where=sa.text("status IN ('draft', 'generated', 'failed')"))
     op.drop_table('invoices')
-    op.drop_index('ix_inventory_reservations_unconfirmed', table_name='inventory_reservations', postgresql_where=sa.text("status = 'reserved'"), sqlite_where=sa.text("status = 'reserved'"))
+    op.drop_index('ix_inventory_reservations_unconfirmed', table_name='inventory_reservations', postgresql_where=sa.text("status = 'reserved'"))
     op.drop_index(op.f('ix_inventory_reservations_order_id'), table_name='inventory_reservations')
     op.drop_table('inventory_reservations')
-    op.drop_index('ix_coupon_reservations_leaks', table_name='coupon_reservations', postgresql_where=sa.text("status = 'reserved'"), sqlite_where=sa.text("status = 'reserved'"))
+    op.drop_index('ix_coupon_reservations_leaks', table_name='coupon_reservations', postgresql_where=sa.text("status = 'reserved'"))
     op.drop_index(op.f('ix_coupon_reservations_coupon_id'), table_name='coupon_reservations')
     op.drop_table('coupon_reservations')
     op.drop_index(op.f('ix_supplier_sync_runs_supplier_id'), table_name='supplier_sync_runs')
     op.drop_index('ix_supplier_sync_runs_started_id', table_name='supplier_sync_runs')
     op.drop_table('supplier_sync_runs')
-    op.drop_index('ix_orders_stuck_unprocessed', table_name='orders', postgresql_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"), sqlite_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"))
-    op.drop_index('ix_orders_stuck_processing', table_name='orders', postgresql_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"), sqlite_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"))
+    op.drop_index('ix_orders_stuck_unprocessed', table_name='orders', postgresql_where=sa.text("status = 'paid' AND webhook_processed_at IS NULL"))
+    op.drop_index('ix_orders_stuck_processing', table_name='orders', postgresql_where=sa.text("status = 'processing' AND supplier_forwarded_at IS NULL"))
     op.drop_index(op.f('ix_orders_payment_intent_id'), table_name='orders')
     op.drop_index(op.f('ix_orders_listing_id'), table_name='orders')
     op.drop_index(op.f('ix_orders_customer_email'), table_name='orders')
     op.drop_index('ix_orders_created_id', table_name='orders')
     op.drop_index(op.f('ix_orders_checkout_session_id'), table_name='orders')
-    op.drop_index('ix_orders_amount_mismatch', table_name='orders', postgresql_where=sa.text('amount_mismatch'), sqlite_where=sa.text('amount_mismatch'))
+    op.drop_index('ix_orders_amount_mismatch', table_name='orders', postgresql_where=sa.text('amount_mismatch'))
     op.drop_table('orders')
     op.drop_index('ix_login_sessions_user_active', table_name='login_sessions')
     op.drop_table('login_sessions')
@@ -561,7 +561,7 @@ def downgrade() -> None:
     op.drop_table('inventory_ledger')
     op.drop_index('ix_webhook_rejections_received_id', table_name='webhook_rejections')
     op.drop_table('webhook_rejections')
-    op.drop_index('ix_webhook_events_unprocessed', table_name='webhook_events', postgresql_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"), sqlite_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"))
+    op.drop_index('ix_webhook_events_unprocessed', table_name='webhook_events', postgresql_where=sa.text("processed_at IS NULL AND status IN ('received', 'failed')"))
     op.drop_index(op.f('ix_webhook_events_type'), table_name='webhook_events')
     op.drop_index('ix_webhook_events_received_id', table_name='webhook_events')
     op.drop_index(op.f('ix_webhook_events_object_id'), table_name='webhook_events')
@@ -573,7 +573,7 @@ def downgrade() -> None:
     op.drop_index('ix_reconciliation_runs_started_id', table_name='reconciliation_runs')
     op.drop_table('reconciliation_runs')
     op.drop_index('ix_money_movements_target', table_name='money_movements')
-    op.drop_index('ix_money_movements_in_flight', table_name='money_movements', postgresql_where=sa.text("status = 'in_flight'"), sqlite_where=sa.text("status = 'in_flight'"))
+    op.drop_index('ix_money_movements_in_flight', table_name='money_movements', postgresql_where=sa.text("status = 'in_flight'"))
     op.drop_table('money_movements')
     op.drop_index('ix_job_runs_job_started', table_name='job_runs')
     op.drop_table('job_runs')
@@ -588,5 +588,5 @@ def downgrade() -> None:
     op.drop_table('audit_entries')
     op.drop_table('audit_checkpoints')
     op.drop_table('audit_chain_head')
-    op.drop_index('ix_approvals_pending', table_name='approvals', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+    op.drop_index('ix_approvals_pending', table_name='approvals', postgresql_where=sa.text("status = 'pending'"))
     op.drop_table('approvals')

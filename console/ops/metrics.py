@@ -1,12 +1,14 @@
 """Prometheus metrics under the runbooks' names.
 
-Counters live in the process; queue gauges are computed from the database
-at scrape time (each a partial-index count), so every worker reports the
-same truth.
+Counters and histograms are per process, added up across gunicorn workers by
+the client's multiprocess mode; queue gauges are computed from the database at
+scrape time (each a partial-index count), so every worker reports the same
+truth. Labels come from small fixed sets only (routes, statuses, job names).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -82,13 +84,35 @@ class QueueCollector(Collector):
             for severity, n in counts.findings.items():
                 findings.add_metric([severity], n)
             yield findings
-            last_success = GaugeMetricFamily(
-                "job_last_success_timestamp_seconds", "Last successful run", labels=["job"]
-            )
-            for health in job_health(s, now):
-                if health.last_success_at is not None:
-                    last_success.add_metric([health.spec.name], health.last_success_at.timestamp())
-            yield last_success
+            # Job health from the database: jobs run in worker processes, anywhere,
+            # so their story is read where it is recorded (JobRun, the queue).
+            families = {
+                "last_success": GaugeMetricFamily(
+                    "job_last_success_timestamp_seconds", "Last successful run", labels=["job"]
+                ),
+                "errors": GaugeMetricFamily(
+                    "job_last_run_errors", "Errors of the job's latest run", labels=["job"]
+                ),
+                "late": GaugeMetricFamily(
+                    "job_late", "1 when the job missed its schedule twice", labels=["job"]
+                ),
+                "waiting": GaugeMetricFamily(
+                    "job_queue_waiting", "Runs waiting for a worker", labels=["job"]
+                ),
+                "oldest": GaugeMetricFamily(
+                    "job_queue_oldest_seconds", "Age of the oldest waiting run", labels=["job"]
+                ),
+            }
+            for h in job_health(s, now, history=True):
+                name = h.spec.name
+                if h.last_success_at is not None:
+                    families["last_success"].add_metric([name], h.last_success_at.timestamp())
+                families["errors"].add_metric([name], h.last_run.errors if h.last_run else 0)
+                families["late"].add_metric([name], 1 if h.late else 0)
+                families["waiting"].add_metric([name], h.waiting)
+                oldest = (now - h.oldest_waiting_at).total_seconds() if h.oldest_waiting_at else 0
+                families["oldest"].add_metric([name], oldest)
+            yield from families.values()
             s.rollback()
 
 
@@ -117,5 +141,25 @@ def init_metrics(app: Flask) -> None:
         return resp
 
 
+def exposition() -> bytes:
+    """The metrics text (see `metrics_response`), for the web and a worker's own port."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        if _collector is not None:
+            registry.register(_collector)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
 def metrics_response() -> Response:
-    return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    """The metrics text; under several gunicorn workers, their counters added up.
+
+    In multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by gunicorn.conf.py)
+    every worker writes its counters to a file there; the scrape reads all of
+    them, so whichever worker answers, the totals are the same. The queue
+    gauges come from the database either way.
+    """
+    return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,68 @@
+"""gunicorn settings for the console (`gunicorn -c gunicorn.conf.py wsgi:app`).
+
+Every value can be changed by the environment variable named beside it.
+- Workers are stateless: sessions, locks and jobs live in PostgreSQL, so any
+  number of workers on any number of machines serve the same console.
+- The worker timeout is longer than the worst Stripe call (timeout x tries)
+  so a slow Stripe answer is a clean error for the user, never a killed worker.
+- Prometheus counters from every worker add up (the client's multiprocess
+  mode): PROMETHEUS_MULTIPROC_DIR holds one file per process; files of dead
+  processes are dropped at start, and a worker's are marked dead when it exits.
+  Job workers on the same machine given the same folder are added in too.
+- The access log carries the path without its query string: /auth/callback
+  must never write the OIDC `code` or `state` to a log. The console also logs
+  one JSON line per request itself (LOG_FORMAT).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+# STRIPE_TIMEOUT_SECONDS (default 10) x 2 tries, plus the database: 60 s is ample.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
+max_requests_jitter = 500
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# %(U)s is the path without the query string; no Referer (an IdP URL with state).
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+control_socket_disable = True
+
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"console-metrics-{os.getpid()}")
+)
+
+
+def on_starting(server: object) -> None:
+    # Counters of processes that are gone must not be added to this run's; the
+    # files of live processes (job workers sharing the folder) stay.
+    folder = Path(_metrics_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit() or not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request
-from flask_htmx import HTMX
-from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from console.config import ConfigError, Settings, load_settings
 from console.db import Database
+from console.extensions import ROOT, csrf, htmx
 
-__all__ = ["ConfigError", "create_app"]
-
-ROOT = Path(__file__).resolve().parent.parent
-csrf = CSRFProtect()
-htmx = HTMX()
+__all__ = ["ROOT", "ConfigError", "create_app"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -64,7 +59,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=h, x_proto=h, x_host=h, x_port=h
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from console.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    if settings.sentry_dsn:
+        _init_sentry(settings)
 
     database = Database(settings.database_url)
     database.init_app(app)
@@ -120,19 +119,40 @@ def _register_blueprints(app: Flask) -> None:
     ):
         app.register_blueprint(bp)
 
-    # Declarations register themselves on import: actions and webhook handlers.
+    # Declarations register themselves on import: actions, webhook handlers, jobs.
+    from console.coupons import jobs as _coupon_jobs  # noqa: F401
     from console.invoices import actions as _invoice_actions  # noqa: F401
+    from console.invoices import jobs as _invoice_jobs  # noqa: F401
+    from console.ops import actions as _ops_actions  # noqa: F401
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
     from console.payments import actions as _payment_actions  # noqa: F401
     from console.payouts import actions as _payout_actions  # noqa: F401
+    from console.payouts import jobs as _payout_jobs  # noqa: F401
     from console.payouts import release as _payout_release  # noqa: F401
     from console.payouts import services as _payout_services  # noqa: F401
     from console.reconciliation import actions as _reconciliation_actions  # noqa: F401
+    from console.reconciliation import jobs as _reconciliation_jobs  # noqa: F401
+
+
+def _init_sentry(settings: Settings) -> None:
+    """Errors to Sentry when SENTRY_DSN is set; no personal data, no request bodies."""
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.env,
+        integrations=[FlaskIntegration()],
+        send_default_pii=False,
+        max_request_body_size="never",
+        traces_sample_rate=0.0,
+    )
 
 
 def _register_request_hooks(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
+    access = logging.getLogger("console.access")
 
     @app.before_request
     def _request_id() -> None:
@@ -158,4 +178,32 @@ def _register_request_hooks(app: Flask) -> None:
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if not request.path.startswith("/static/"):
             h.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.after_request
+    def _access_log(resp: Response) -> Response:
+        """One JSON line per request: who, which route, the status and the time taken."""
+        if request.path.startswith("/static/"):
+            return resp
+        started = g.get("request_started")
+        from flask_login import current_user
+
+        user = getattr(current_user, "email", None) if current_user else None
+        access.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            resp.status_code,
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "route": request.url_rule.rule if request.url_rule else None,
+                "path": request.path,  # never the query string (OIDC code and state)
+                "status": resp.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+                if started
+                else None,
+                "user": user or None,
+            },
+        )
         return resp

@@ -8,7 +8,7 @@ from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from console.app import ROOT
+from console.extensions import ROOT
 
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
 
@@ -48,6 +48,7 @@ def register_cli(app: Flask) -> None:
     from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
     from console.invoices.cli import invoices_cli
+    from console.jobs.cli import jobs_cli
     from console.payments.cli import payouts_cli, webhooks_cli
     from console.reconciliation.cli import reconcile_cli
 
@@ -59,6 +60,7 @@ def register_cli(app: Flask) -> None:
         invoices_cli,
         reconcile_cli,
         coupons_cli,
+        jobs_cli,
     )
     for group in groups:
         app.cli.add_command(group)

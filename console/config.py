@@ -40,6 +40,33 @@ def parse_role_map(raw: str) -> dict[str, str]:
     return mapping
 
 
+def parse_job_schedules(raw: str) -> dict[str, str]:
+    """Parse `job=cron;job=off` (semicolons: cron expressions contain commas)."""
+    schedules: dict[str, str] = {}
+    for raw_part in raw.split(";"):
+        part = raw_part.strip()
+        if not part:
+            continue
+        name, sep, cron = part.partition("=")
+        name, cron = name.strip(), " ".join(cron.split())
+        if not sep or not name or not cron:
+            raise ConfigError(f"JOB_SCHEDULES entry {part!r} is not job=cron or job=off")
+        if cron != "off":
+            from croniter import croniter
+
+            if not croniter.is_valid(cron):
+                raise ConfigError(f"JOB_SCHEDULES: {cron!r} for {name} is not a cron expression")
+        schedules[name] = cron
+    return schedules
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -73,6 +100,13 @@ class Settings:
     audit_retention_days: int = 400
     stripe_timeout_seconds: float = 10.0
     stripe_max_requests_per_second: float = 20.0
+    log_format: str = "json"
+    """LOG_FORMAT: `json` (one object per line, the production default) or `text`."""
+    sentry_dsn: str | None = None
+    job_stalled_seconds: int = 30
+    """A worker silent this long is taken as dead; its jobs go back in the queue."""
+    job_schedules: dict[str, str] = field(default_factory=dict)
+    """JOB_SCHEDULES overrides: job name -> cron expression, or "off"."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -163,4 +197,8 @@ def load_settings(
         stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
         # Stripe test mode allows 25 requests/s; stay under it by default.
         stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
+        log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if strict else "text"),
+        sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
+        job_stalled_seconds=_int(env, "JOB_STALLED_SECONDS", 30),
+        job_schedules=parse_job_schedules(env.get("JOB_SCHEDULES", "")),
     )

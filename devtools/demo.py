@@ -10,6 +10,8 @@ a unix socket only). Ctrl-C stops it all, the database server included.
   kept in `instance/stripe-double.pickle` between runs; or Stripe test mode
   when `STRIPE_API_KEY` is a test key (a live key is refused).
 - Identity: npm `oidc-provider` with the demo identities.
+- One job worker (`flask --app wsgi jobs worker`): bulk releases, reconciliation
+  runs and the scheduled jobs.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ def main() -> int:
         demo.on_stop("identity provider", idp.stop)
         say(f"demo identity provider at {idp.issuer}")
 
+        demo.spawn("the job worker", [*flask, "jobs", "worker", "--concurrency", "4"], env)
+        say("job worker started (flask --app wsgi jobs worker)")
         demo.spawn(
             "the console (gunicorn)",
             [

@@ -17,8 +17,8 @@ localstripe's own app (no fork):
   other parameters is a 400 `idempotency_error`, as at Stripe;
 - faults and a request log for tests (`/_control/...`): a status (500, 429)
   for the next N matching requests, before or *after* the real effect (a
-  crash between Stripe's success and our commit), a delay (timeouts), and a
-  one-second rate limit.
+  crash between Stripe's success and our commit), a delay (timeouts; with
+  status 0 only a delay, then the real answer), and a one-second rate limit.
 
 To get a succeeded PaymentIntent through the public API, create a card
 PaymentMethod (`4242 4242 4242 4242`) and create the intent with
@@ -331,6 +331,10 @@ async def control_middleware(request: web.Request, handler: Any) -> web.StreamRe
         STATE.recent.append(now)
 
     fault = _take_fault(request)
+    if fault is not None and not fault.get("status"):
+        # status 0: only slow (a busy Stripe), then answer normally.
+        await asyncio.sleep(float(fault.get("delay") or 0))
+        fault = None
     if fault is not None and not fault.get("after_effect"):
         if fault.get("delay"):
             await asyncio.sleep(float(fault["delay"]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -313,3 +314,93 @@ class LiveServer:
 def live_server(committed_app: Flask) -> Iterator[LiveServer]:
     with LiveServer(committed_app) as server:
         yield server
+
+
+# --------------------------------------------------------------------------- job workers
+
+
+def last_worker_id(conn: Any) -> int:
+    return int(conn.execute(text("SELECT max(id) FROM procrastinate_workers")).scalar() or 0)
+
+
+class JobWorker:
+    """A real `flask --app wsgi jobs worker` process against the test database."""
+
+    count = 0
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        JobWorker.count += 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"worker-{os.getpid()}-{JobWorker.count}.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "jobs", "worker", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_registered(self, database_url: str, after_id: int, timeout: float = 30.0) -> None:
+        """Return once a worker newer than `after_id` registered (it fetches jobs then)."""
+        import time
+
+        from sqlalchemy import create_engine
+
+        engine = create_engine(database_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+                with engine.connect() as conn:
+                    if last_worker_id(conn) > after_id:
+                        return
+                time.sleep(0.2)
+        finally:
+            engine.dispose()
+        raise RuntimeError(f"worker did not start: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, no heartbeat any more."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def process_env(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: Any) -> dict:
+    """The environment of a console process (worker, CLI) configured like `session_app`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "OIDC_"))}
+    env.update({k: str(v) for k, v in app_config(pg_url, idp, stripe_double, **extra).items()})
+    return env
+
+
+@pytest.fixture
+def start_worker(committed_app: Flask, pg_url: str, idp: MockIdP, stripe_double: StripeDouble):
+    """Start real worker processes (no schedule unless asked); all stopped after the test."""
+    workers: list[JobWorker] = []
+
+    def start(*args: str, schedule: bool = False, **env_extra: Any) -> JobWorker:
+        env = process_env(pg_url, idp, stripe_double, JOB_STALLED_SECONDS="3", **env_extra)
+        flags = ["--heartbeat", "1", *args]
+        if not schedule:
+            flags.append("--no-schedule")
+        with get_db(committed_app).engine.connect() as conn:
+            before = last_worker_id(conn)
+        worker = JobWorker(env, *flags)
+        workers.append(worker)
+        worker.wait_registered(pg_url, before)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

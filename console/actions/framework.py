@@ -13,10 +13,12 @@ A denial, a stale page and a failed effect each leave an audit entry too.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from flask_wtf import FlaskForm
@@ -27,7 +29,9 @@ from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from console.actions.models import IdempotencyRecord
+from console.audit.chain import canonical_json
 from console.audit.service import record, record_now
+from console.db import utcnow
 from console.security.permissions import Permission
 from console.security.users import CurrentUser
 
@@ -212,9 +216,10 @@ def run_action(
     key = form.idempotency_key.data or ""
     params = action.params(form)
 
-    previous = _find_idempotent(s, key)
+    fingerprint = repeat_fingerprint(action.name, target_id, params, reason, ticket)
+    previous = _find_idempotent(s, key, user.sub, fingerprint)
     if previous is not None:
-        return _replay(previous, action, target_id, user)
+        return _replay(previous, action, target_id, user, key)
 
     try:
         try:
@@ -235,10 +240,10 @@ def run_action(
             s.rollback()
             return RunResult(404, f"No {action.target_type} {target_id} was found.", "failed")
         # After the lock: a concurrent submit with the same key may have committed.
-        previous = _find_idempotent(s, key)
+        previous = _find_idempotent(s, key, user.sub, fingerprint)
         if previous is not None:
             s.rollback()
-            return _replay(previous, action, target_id, user)
+            return _replay(previous, action, target_id, user, key)
         stale = action.precondition(target)
         if stale is not None:
             s.rollback()
@@ -296,6 +301,7 @@ def run_action(
                 outcome="success",
                 message=outcome.message[:1000],
                 audit_seq=entry.seq,
+                fingerprint=fingerprint,
             )
         )
         s.commit()
@@ -303,9 +309,9 @@ def run_action(
     except IntegrityError:
         # The same idempotency key committed between our check and our insert.
         s.rollback()
-        previous = _find_idempotent(s, key)
+        previous = _find_idempotent(s, key, user.sub, fingerprint)
         if previous is not None:
-            return _replay(previous, action, target_id, user)
+            return _replay(previous, action, target_id, user, key)
         raise
     except ActionError as exc:
         s.rollback()
@@ -375,14 +381,57 @@ def _lock_not_available(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
-def _find_idempotent(s: Session, key: str) -> IdempotencyRecord | None:
-    return s.execute(
+REPEAT_WINDOW = timedelta(minutes=2)
+
+
+def repeat_fingerprint(
+    action: str, target_id: str, params: Mapping[str, Any], reason: str, ticket: str | None
+) -> str:
+    """What makes two submits "the same": who acts is compared separately."""
+    body = canonical_json(
+        {
+            "action": action,
+            "target": target_id,
+            "params": dict(params),
+            "reason": reason,
+            "ticket": ticket,
+        }
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _find_idempotent(
+    s: Session, key: str, actor_sub: str, fingerprint: str
+) -> IdempotencyRecord | None:
+    """The first result of this form (its key), or of the same submit a moment ago.
+
+    Without JavaScript, Back after a success shows the form again with a new
+    key; the fingerprint recognises that second submit as a repeat.
+    """
+    same_key = s.execute(
         select(IdempotencyRecord).where(IdempotencyRecord.key == key)
     ).scalar_one_or_none()
+    if same_key is not None:
+        return same_key
+    return s.scalars(
+        select(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.actor_sub == actor_sub,
+            IdempotencyRecord.fingerprint == fingerprint,
+            IdempotencyRecord.created_at > utcnow() - REPEAT_WINDOW,
+            IdempotencyRecord.outcome == "success",
+        )
+        .order_by(IdempotencyRecord.created_at.desc())
+        .limit(1)
+    ).first()
 
 
 def _replay(
-    previous: IdempotencyRecord, action: Action[Any], target_id: str, user: CurrentUser
+    previous: IdempotencyRecord,
+    action: Action[Any],
+    target_id: str,
+    user: CurrentUser,
+    key: str,
 ) -> RunResult:
     if (
         previous.action != action.name
@@ -393,6 +442,15 @@ def _replay(
             409,
             "This form was already used for a different action. Reload the page and try again.",
             "failed",
+        )
+    if previous.key != key:
+        return RunResult(
+            200,
+            f"Already done a moment ago: {previous.message} (the same action with the same "
+            "reason was submitted again; nothing ran twice. To do it again on purpose, "
+            "write a different reason.)",
+            "replayed",
+            previous.audit_seq,
         )
     return RunResult(
         200,

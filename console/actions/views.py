@@ -8,6 +8,7 @@ the only POST routes besides Stripe's webhook and logout.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -33,6 +34,7 @@ from console.actions.framework import (
     new_idempotency_key,
     run_action,
 )
+from console.ops.metrics import CONSOLE_ACTIONS
 from console.security.auth import safe_next
 
 bp = Blueprint("actions", __name__, url_prefix="/actions")
@@ -44,6 +46,22 @@ def _is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+def _on_confirm_page() -> bool:
+    """The htmx request comes from the full-page confirm step (e.g. after a step-up).
+
+    That page has no row to swap and no dialog open: answers replace its panel.
+    """
+    current = request.headers.get("HX-Current-URL", "")
+    return _is_htmx() and urlsplit(current).path.startswith("/actions/")
+
+
+def _into_panel(body: str, status: int) -> Response:
+    resp = Response(body, status=status)
+    resp.headers["HX-Retarget"] = "#confirm-panel"
+    resp.headers["HX-Reswap"] = "outerHTML"
+    return resp
+
+
 def _render_confirm(
     action: Action[Any],
     target: Any,
@@ -52,7 +70,7 @@ def _render_confirm(
     status: int = 200,
     error: str | None = None,
     stale: str | None = None,
-) -> tuple[str, int]:
+) -> tuple[str, int] | Response:
     settings_seconds = _step_up_seconds()
     needs_step_up = action.high_risk and not current_user.recently_authenticated(settings_seconds)
     preview = None
@@ -71,6 +89,8 @@ def _render_confirm(
         "step_up_url": url_for("auth.login", sso=1, step_up=1, next=request.full_path.rstrip("?")),
         "cancel_url": form.next.data or (action.return_url(target) if target else "/"),
     }
+    if _on_confirm_page():
+        return _into_panel(render_block(TEMPLATE, "dialog", **ctx), status)
     if _is_htmx():
         return render_block(TEMPLATE, "dialog", **ctx), status
     return render_template(TEMPLATE, **ctx), status
@@ -85,6 +105,7 @@ def _step_up_seconds() -> int:
 
 def _forbidden(action: Action[Any], target_id: str) -> tuple[str, int]:
     audit_denied(action, current_user, target_id, f"role lacks {action.permission.value}")
+    CONSOLE_ACTIONS.labels(action.name, "denied").inc()
     message = f"You do not have permission to {action.label.lower()} ({action.permission.value})."
     if _is_htmx():
         return render_template("errors/_message.html", message=message, level="error"), 403
@@ -138,6 +159,7 @@ def act(name: str, target_id: str) -> Any:
         )
     s.rollback()  # end the read transaction; run_action opens its own
     result = run_action(s, action, target_id, form, current_user)
+    CONSOLE_ACTIONS.labels(action.name, result.outcome).inc()
     return _respond(action, target_id, form, result)
 
 
@@ -145,7 +167,10 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
     next_url = form.next.data or "/"
     ok = result.outcome in ("success", "replayed")
     level = result.level if ok else "error"
-    if not _is_htmx():
+    if ok and _on_confirm_page():
+        return _done_panel(action, target_id, result, level, next_url)
+    if not _is_htmx() or _on_confirm_page():
+        # Without JavaScript, or on the confirm page itself: the page answers.
         if ok:
             flash(result.message, level)
             return redirect(next_url, code=303)
@@ -177,6 +202,23 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
         return resp
     resp.headers["HX-Trigger"] = "console:close-dialog"
     return resp
+
+
+def _done_panel(
+    action: Action[Any], target_id: str, result: RunResult, level: str, next_url: str
+) -> Response:
+    """The outcome in place of the confirm page's form, with the ways back."""
+    target = result.target
+    if target is None:
+        target = action.load(db.session(), target_id, False)
+    done = {
+        "message": result.message,
+        "level": level,
+        "next_url": next_url,
+        "record_url": action.return_url(target) if target is not None else None,
+    }
+    body = render_block(TEMPLATE, "done", action=action, target_id=target_id, done=done)
+    return _into_panel(body, result.status)
 
 
 def action_url(name: str, target_id: Any, next_url: str | None = None) -> str:

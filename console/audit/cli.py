@@ -24,7 +24,7 @@ def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) ->
     from console.audit.export import ExportError, demo_key_note, load_signing_key, write_bundle
     from console.audit.service import record
     from console.audit.views import filtered
-    from console.payments.cli import cli_actor
+    from console.cli_support import cli_actor
 
     args = {k: v for k, v in (("since", since), ("until", until)) if v}
     stmt, used, errors = filtered(args)
@@ -82,8 +82,8 @@ def purge_cmd(before: str | None, yes: bool) -> None:
     from console.audit.models import AuditCheckpoint, AuditEntry
     from console.audit.service import record
     from console.audit.views import parse_time
+    from console.cli_support import cli_actor
     from console.db import utcnow
-    from console.payments.cli import cli_actor
 
     settings = current_app.config["SETTINGS"]
     now = utcnow()

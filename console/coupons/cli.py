@@ -1,9 +1,11 @@
-"""`flask --app wsgi coupons expire-reservations [--dry-run]`, for cron."""
+"""`flask --app wsgi coupons expire-reservations [--dry-run]`, for cron (the engine runs it too)."""
 
 from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+
+from console.cli_support import run_job_command
 
 coupons_cli = AppGroup("coupons", help="Coupon reservations.")
 
@@ -12,16 +14,4 @@ coupons_cli = AppGroup("coupons", help="Coupon reservations.")
 @click.option("--dry-run", is_flag=True)
 def expire_cmd(dry_run: bool) -> None:
     """Expire reservations past their time and repair the coupons' reserved counts."""
-    from console import db
-    from console.coupons.services import expire_reservations
-    from console.ops.jobs import job_run
-
-    s = db.session()
-    if dry_run:
-        report = expire_reservations(s, dry_run=True)
-        click.echo(f"scanned={report.scanned} (dry run)")
-        return
-    with job_run(s, "coupons-expire-reservations") as run:
-        report = expire_reservations(s)
-        run.scanned, run.acted = report.scanned, report.expired
-    click.echo(f"scanned={report.scanned} acted={report.expired} errors=0")
+    run_job_command("coupons-expire-reservations", dry_run=dry_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, jsonify, redirect, render_template, url_for
@@ -18,15 +19,40 @@ from console.security.guards import require
 bp = Blueprint("ops", __name__)
 
 
+@lru_cache(maxsize=1)
+def migrations_head() -> str | None:
+    """The newest migration this code ships (read once from migrations/)."""
+    from alembic.script import ScriptDirectory
+
+    from console.cli import alembic_config
+
+    head: str | None = ScriptDirectory.from_config(
+        alembic_config("postgresql://")
+    ).get_current_head()
+    return head
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
-    """JSON health: database, last webhook time, job lateness. No login."""
+    """JSON health: database, migrations, last webhook time, job lateness. No login.
+
+    503 when the database does not answer or its migrations are behind the
+    code (a load balancer then sends traffic elsewhere); 200 otherwise, with
+    late jobs reported as `degraded`.
+    """
     now = utcnow()
     s = db.session()
     body: dict[str, Any] = {"status": "ok", "time": now.isoformat()}
     try:
         s.execute(text("SELECT 1"))
         body["database"] = "ok"
+        applied = s.scalar(text("SELECT version_num FROM alembic_version"))
+        head = migrations_head()
+        body["migrations"] = {"applied": applied, "head": head}
+        if applied != head:
+            s.rollback()
+            body.update(status="error", error="database migrations are behind the code")
+            return jsonify(body), 503
         last = s.scalar(select(func.max(WebhookEvent.received_at)))
         body["last_webhook_at"] = last.isoformat() if last else None
         body["jobs"] = {
@@ -61,4 +87,6 @@ def metrics() -> Any:
 @login_required
 @require("queues:all:view")
 def jobs() -> Any:
-    return render_template("ops/jobs.html", health=job_health(db.session(), utcnow()), now=utcnow())
+    now = utcnow()
+    health = job_health(db.session(), now, history=True)
+    return render_template("ops/jobs.html", health=health, now=now)

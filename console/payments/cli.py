@@ -1,23 +1,14 @@
-"""`flask --app wsgi webhooks replay EVENT_ID` and `payouts resume`."""
+"""`flask --app wsgi webhooks replay EVENT_ID`, `payouts resume` and `payouts auto-release`."""
 
 from __future__ import annotations
-
-import getpass
 
 import click
 from flask.cli import AppGroup
 
+from console.cli_support import cli_actor, run_job_command
+
 webhooks_cli = AppGroup("webhooks", help="Stripe webhook events.")
 payouts_cli = AppGroup("payouts", help="Seller payouts and money movements.")
-
-
-def cli_actor() -> dict[str, object]:
-    """Who ran a command: the operating-system user, marked as the CLI."""
-    try:
-        user = getpass.getuser()
-    except OSError:
-        user = "unknown"
-    return {"sub": f"cli:{user}", "email": None, "roles": ["cli"]}
 
 
 @webhooks_cli.command("replay")
@@ -86,80 +77,14 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
 
 
 @payouts_cli.command("resume")
-@click.option("--dry-run", is_flag=True)
+@click.option("--dry-run", is_flag=True, help="Count what is in flight; re-issue nothing.")
 def resume_cmd(dry_run: bool) -> None:
     """Finish in-flight money movements (transfers and refunds) with their original keys."""
-    from console import db
-    from console.ops.jobs import job_run
-    from console.payments.gateway import gateway
-    from console.payments.money import resume
-
-    s = db.session()
-    if dry_run:
-        report = resume(s, gateway(), dry_run=True)
-        click.echo(f"scanned={report.scanned} (dry run: nothing re-issued)")
-        return
-    with job_run(s, "payouts-resume") as run:
-        report = resume(s, gateway())
-        finish_approved_releases()
-        run.scanned, run.acted = report.scanned, report.finished
-        run.errors = report.failed + report.still_in_flight
-        run.last_error = report.last_error
-        run.details = {"failed": report.failed, "still_in_flight": report.still_in_flight}
-    click.echo(
-        f"scanned={report.scanned} acted={report.finished} errors={report.failed} "
-        f"still_in_flight={report.still_in_flight}"
-    )
-
-
-def finish_approved_releases() -> None:
-    """Continue approved releases a stopped process left half done."""
-    from sqlalchemy import select
-
-    from console import db
-    from console.payments.gateway import gateway
-    from console.payouts.models import Approval, ApprovalStatus
-    from console.payouts.release import execute_approval
-
-    session = db.session()
-    ids = list(
-        session.scalars(select(Approval.id).where(Approval.status == ApprovalStatus.APPROVED))
-    )
-    session.rollback()
-    for approval_id in ids:
-        counts = execute_approval(session, gateway(), approval_id, actor=cli_actor())
-        click.echo(f"approval #{approval_id}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    run_job_command("payouts-resume", dry_run=dry_run)
 
 
 @payouts_cli.command("auto-release")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; move no money.")
 def auto_release_cmd(dry_run: bool) -> None:
     """Release eligible payouts (cron, every 10 min); finishes in-flight attempts first."""
-    from flask import current_app
-
-    from console import db
-    from console.ops.jobs import job_run
-    from console.payments.gateway import gateway
-    from console.payments.money import resume
-    from console.payouts.release import auto_release
-
-    limit = int(current_app.config.get("PAYOUT_AUTO_RELEASE_LIMIT", 50_000))
-    s = db.session()
-    if dry_run:
-        report = auto_release(s, gateway(), limit=limit, dry_run=True)
-        for line in report.lines:
-            click.echo(line)
-        click.echo(f"scanned={report.scanned} (dry run)")
-        return
-    with job_run(s, "payouts-auto-release") as run:
-        resumed = resume(s, gateway())
-        report = auto_release(s, gateway(), limit=limit)
-        run.scanned, run.acted, run.errors = report.scanned, report.released, report.errors
-        run.last_error = report.last_error or resumed.last_error
-        run.details = {"requested": report.requested, "resumed": resumed.finished}
-    for line in report.lines:
-        click.echo(line)
-    click.echo(
-        f"scanned={report.scanned} released={report.released} "
-        f"approval_requested={report.requested} errors={report.errors}"
-    )
+    run_job_command("payouts-auto-release", dry_run=dry_run)

@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from console import db
-from console.app import csrf
 from console.db import utcnow
+from console.extensions import csrf
 from console.ops.metrics import WEBHOOK_EVENTS
 from console.payments.gateway import GatewayError, SignatureError, gateway
 from console.payments.handlers import HANDLERS, Unprocessable

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import after_this_request, current_app, url_for
+from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -21,6 +20,8 @@ from console.actions.framework import (
 )
 from console.audit.service import record
 from console.db import utcnow
+from console.jobs.engine import enqueue
+from console.jobs.tasks import RELEASE_APPROVAL
 from console.payments.gateway import gateway
 from console.payouts.eligibility import ineligibility_reasons
 from console.payouts.models import (
@@ -32,7 +33,6 @@ from console.payouts.models import (
 from console.payouts.release import (
     INLINE_LIMIT,
     changes_since_request,
-    execute_approval,
     release_one,
     request_release,
     void,
@@ -237,11 +237,20 @@ def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
     if len(payouts) > INLINE_LIMIT:
         for p in payouts:
             p.status = PayoutStatus.APPROVED
-        start_release_in_background(a.id, ctx.user.actor())
+        # Enqueued in this transaction: the release job exists iff the approval committed.
+        job_id = enqueue(
+            ctx.session,
+            RELEASE_APPROVAL,
+            queue="money",
+            lock=f"approval-{a.id}",
+            approval_id=a.id,
+            actor=ctx.user.actor(),
+        )
         return Outcome(
-            f"Approved: {len(payouts)} transfers are being made row by row; progress shows on "
-            "this page. If the process stops, `payouts resume` finishes the rest.",
-            {"payouts": len(payouts), "background": True},
+            f"Approved: {len(payouts)} transfers are being made row by row by the job "
+            "workers; progress shows on this page. A stopped worker's rows are finished by "
+            "another, with the same keys.",
+            {"payouts": len(payouts), "background": True, "job_id": job_id},
         )
     gw = gateway()
     results = []
@@ -299,29 +308,6 @@ approve = declare(
         high_risk=True,
     )
 )
-
-
-def start_release_in_background(approval_id: int, actor: dict[str, Any]) -> None:
-    """Run the release after this request commits (the worker waits on the row lock)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def work() -> None:
-        with app.app_context():
-            from console.db import worker_session
-
-            with worker_session() as s:
-                # Waits for the request's commit; absent or pending if it rolled back.
-                if s.get(Approval, approval_id, with_for_update=True) is None:
-                    return
-                s.rollback()
-                execute_approval(s, gateway(), approval_id, actor=actor)
-
-    def start(response: Any) -> Any:
-        # After the view returned, so after the action's commit.
-        threading.Thread(target=work, name=f"release-{approval_id}", daemon=True).start()
-        return response
-
-    after_this_request(start)
 
 
 def _reject_effect(ctx: ActionContext, a: Approval) -> Outcome:

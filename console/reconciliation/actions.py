@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import after_this_request, current_app, url_for
+from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import StringField
-from wtforms.validators import InputRequired, Length, Optional, Regexp
+from wtforms.validators import InputRequired, Length, Optional, Regexp, ValidationError
 
 from console.actions.framework import (
     Action,
@@ -22,6 +22,8 @@ from console.actions.framework import (
     loader,
 )
 from console.db import utcnow
+from console.jobs.engine import enqueue
+from console.jobs.tasks import RECONCILIATION_RUN
 from console.orders.models import Order, OrderStatus
 from console.payments.gateway import GatewayError, gateway
 from console.payments.models import Payment, PaymentStatus
@@ -32,11 +34,13 @@ from console.reconciliation.models import (
     ReconciliationRun,
     RunStatus,
 )
-from console.reconciliation.services import FILTER_KEYS, finish_run
+from console.reconciliation.services import FILTER_KEYS, abandon, is_alive
 from console.security.permissions import Permission
 from console.templating import money
 
 # ------------------------------------------------------------------ start a run
+
+ID_HELP = "Letters, digits and ._- only."
 
 
 @dataclass
@@ -44,53 +48,104 @@ class Reconciler:
     """The target of 'start a run': the console's reconciliation as a whole."""
 
     running: ReconciliationRun | None
+    """A run a worker is executing (or about to): a second one waits for it."""
+    dead: list[ReconciliationRun]
+    """Runs still marked running whose worker stopped: the next start closes them."""
     external_id: str = "stripe"
 
 
-def load_reconciler(s: Session, _key: str, _lock: bool) -> Reconciler:
-    running = s.scalar(
-        select(ReconciliationRun).where(ReconciliationRun.status == RunStatus.RUNNING)
-    )
-    return Reconciler(running)
+def load_reconciler(s: Session, _key: str, lock: bool) -> Reconciler:
+    stmt = select(ReconciliationRun).where(ReconciliationRun.status == RunStatus.RUNNING)
+    if lock:
+        stmt = stmt.with_for_update(skip_locked=True)
+    now = utcnow()
+    runs = list(s.scalars(stmt.order_by(ReconciliationRun.id)))
+    alive = [r for r in runs if is_alive(r, now)]
+    return Reconciler(alive[0] if alive else None, [r for r in runs if not is_alive(r, now)])
+
+
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _parse_utc(raw: str) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _utc_date(_form: ActionForm, field: Any) -> None:
+    """A filter date must parse before a run starts (not fail inside the worker)."""
+    raw = (field.data or "").strip()
+    if not raw:
+        return
+    value = _parse_utc(raw)
+    if value is None:
+        raise ValidationError("Write a date as YYYY-MM-DD (UTC), e.g. 2026-11-30.")
+    if not EARLIEST <= value <= LATEST:
+        raise ValidationError("The date is out of range (2000 to 2100).")
 
 
 class RunForm(ActionForm):
-    order_id = StringField("Order id", validators=[Optional(), Length(max=64)])
-    listing_id = StringField("Listing id", validators=[Optional(), Length(max=64)])
-    email = StringField("Buyer or seller email", validators=[Optional(), Length(max=320)])
-    payment_intent = StringField("PaymentIntent id", validators=[Optional(), Length(max=255)])
-    since = StringField("Since (UTC date, default 30 days ago)", validators=[Optional()])
-    until = StringField("Until (UTC date, default now)", validators=[Optional()])
+    order_id = StringField(
+        "Order id",
+        validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9._-]+$", message=ID_HELP)],
+    )
+    listing_id = StringField(
+        "Listing id",
+        validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9._-]+$", message=ID_HELP)],
+    )
+    email = StringField(
+        "Buyer or seller email",
+        validators=[
+            Optional(),
+            Length(max=320),
+            Regexp(r"^[^@\s]+@[^@\s]+$", message="Write an email address."),
+        ],
+    )
+    payment_intent = StringField(
+        "PaymentIntent id",
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(r"^pi_[A-Za-z0-9_]+$", message="A PaymentIntent id starts with pi_."),
+        ],
+    )
+    since = StringField("Since (UTC date, default 30 days ago)", validators=[Optional(), _utc_date])
+    until = StringField("Until (UTC date, default now)", validators=[Optional(), _utc_date])
+
+    def validate_until(self, field: Any) -> None:
+        since = _parse_utc(self.since.data or "")
+        until = _parse_utc(field.data or "")
+        if since is not None and until is not None and until <= since:
+            raise ValidationError("Until must be after since.")
 
 
 def _run_params(form: ActionForm) -> dict[str, Any]:
     return {k: (form.data.get(k) or "").strip() for k in FILTER_KEYS if form.data.get(k)}
 
 
-def _start_effect(ctx: ActionContext, _r: Reconciler) -> Outcome:
+def _start_effect(ctx: ActionContext, r: Reconciler) -> Outcome:
+    now = utcnow()
+    for dead in r.dead:
+        abandon(dead, now)
     run = ReconciliationRun(
         filters=ctx.params, status=RunStatus.RUNNING, started_by_sub=ctx.user.sub
     )
     ctx.session.add(run)
     ctx.session.flush()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    run_id = run.id
-
-    def work() -> None:
-        with app.app_context():
-            from console.db import worker_session
-
-            with worker_session() as s:
-                finish_run(s, gateway(), run_id)
-
-    def start(response: Any) -> Any:
-        # After the view returned, so after the action's commit: the run row exists.
-        threading.Thread(target=work, name=f"reconcile-{run_id}", daemon=True).start()
-        return response
-
-    after_this_request(start)
+    # Enqueued in this transaction: a worker runs it once the start committed.
+    job_id = enqueue(
+        ctx.session,
+        RECONCILIATION_RUN,
+        queue="reconcile",
+        lock=f"reconciliation-run-{run.id}",
+        run_id=run.id,
+    )
     return Outcome(
-        f"Reconciliation run #{run_id} started; this page shows its progress.", {"run_id": run_id}
+        f"Reconciliation run #{run.id} started; this page shows its progress.",
+        {"run_id": run.id, "job_id": job_id, "abandoned": [d.id for d in r.dead]},
     )
 
 
@@ -116,7 +171,10 @@ start_run = declare(
             )
         ],
         effect=_start_effect,
-        snapshot=lambda r: {"running": r.running.id if r.running else None},
+        snapshot=lambda r: {
+            "running": r.running.id if r.running else None,
+            "abandoned": [d.id for d in r.dead],
+        },
         return_url=lambda r: url_for("reconciliation.index"),
         form=RunForm,
         params=_run_params,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from console.cli_support import cli_actor, run_job_command
+
 reconcile_cli = AppGroup("reconcile", help="Compare Stripe with our records.")
 
 
@@ -16,25 +18,21 @@ reconcile_cli = AppGroup("reconcile", help="Compare Stripe with our records.")
 @click.option("--since", help="UTC date (default: 30 days ago)")
 @click.option("--until", help="UTC date (default: now)")
 def run_cmd(**filters: str | None) -> None:
-    """Run reconciliation and print its summary; safe to run twice at once."""
+    """Run reconciliation and print its summary; safe to run twice at once.
+
+    Without filters this is the daily job (recorded on /ops/jobs); with filters
+    it is a narrower look that neither closes findings nor counts as the job.
+    """
     from console import db
-    from console.ops.jobs import job_run
-    from console.payments.cli import cli_actor
     from console.payments.gateway import gateway
+    from console.reconciliation.jobs import run_summary
     from console.reconciliation.services import run_reconciliation
 
-    s = db.session()
     clean = {k: v for k, v in filters.items() if v}
-    with job_run(s, "reconcile") as job:
-        run = run_reconciliation(s, gateway(), clean, started_by=str(cli_actor()["sub"]))
-        job.scanned, job.acted = run.scanned_stripe + run.scanned_local, run.findings_new
-        job.errors = 1 if run.error else 0
-        job.last_error = run.error
-        job.details = {"run_id": run.id}
-    click.echo(
-        f"run #{run.id} {run.status.value}: stripe objects={run.scanned_stripe} "
-        f"local orders={run.scanned_local} stripe calls={run.stripe_calls} "
-        f"new={run.findings_new} seen again={run.findings_seen} auto-closed={run.findings_closed}"
-    )
+    if not clean:
+        run_job_command("reconcile")
+        return
+    run = run_reconciliation(db.session(), gateway(), clean, started_by=str(cli_actor()["sub"]))
+    click.echo(run_summary(run))
     if run.error:
         raise click.ClickException(run.error)

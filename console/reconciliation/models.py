@@ -35,6 +35,8 @@ class ReconciliationRun(Base):
     findings_seen: Mapped[int] = mapped_column(default=0)
     findings_closed: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None]
+    """Refreshed while a worker executes the run; a run silent past its lease is dead."""
 
 
 class Severity(enum.StrEnum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -98,7 +98,57 @@ def _with_retry(fn: Any, *args: Any, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def _list_all(gw: StripeGateway, method: str, **params: Any) -> list[dict[str, Any]]:
+LEASE = timedelta(minutes=2)
+"""A run whose worker has not beaten its heart for this long is dead."""
+START_GRACE = timedelta(minutes=15)
+"""A run no worker has picked up yet may wait this long in the queue."""
+BEAT_EVERY_SECONDS = 10.0
+
+
+class Heartbeat:
+    """Refresh the run's `heartbeat_at` (its own short transaction, at most every 10 s)."""
+
+    def __init__(self, s: Session, run_id: int) -> None:
+        self.engine = s.get_bind().engine
+        self.run_id = run_id
+        self.last = 0.0
+
+    def __call__(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < BEAT_EVERY_SECONDS:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(ReconciliationRun)
+                .where(ReconciliationRun.id == self.run_id)
+                .values(heartbeat_at=utcnow())
+            )
+        self.last = now
+
+
+def is_alive(run: ReconciliationRun, now: datetime) -> bool:
+    """Running, and its worker beat recently (or it is still waiting for one)."""
+    if run.status != RunStatus.RUNNING:
+        return False
+    if run.heartbeat_at is not None:
+        return now - run.heartbeat_at <= LEASE
+    return now - run.started_at <= START_GRACE
+
+
+def abandon(run: ReconciliationRun, now: datetime) -> None:
+    """Close a dead run as failed, saying why (its filters can be run again)."""
+    run.status = RunStatus.FAILED
+    run.finished_at = now
+    since = run.heartbeat_at or run.started_at
+    run.error = (
+        f"abandoned: no heartbeat from a worker since {since:%Y-%m-%d %H:%M:%S} UTC "
+        "(the worker stopped, or no `jobs worker` is running)"
+    )
+
+
+def _list_all(
+    gw: StripeGateway, method: str, beat: Heartbeat | None = None, **params: Any
+) -> list[dict[str, Any]]:
     """Page through a list endpoint; a 429 on any page retries that page only."""
     items: list[dict[str, Any]] = []
     starting_after: str | None = None
@@ -108,6 +158,8 @@ def _list_all(gw: StripeGateway, method: str, **params: Any) -> list[dict[str, A
         if starting_after:
             page_params["starting_after"] = starting_after
         page = _with_retry(gw._call, list_fn, page_params)
+        if beat is not None:
+            beat()
         data = [obj.to_dict() for obj in page.data]
         items.extend(data)
         if not page.has_more or not data:
@@ -144,7 +196,11 @@ def _local_orders(s: Session, filters: dict[str, str], since: datetime, until: d
 
 
 def detect(
-    s: Session, gw: StripeGateway, filters: dict[str, str], run: ReconciliationRun
+    s: Session,
+    gw: StripeGateway,
+    filters: dict[str, str],
+    run: ReconciliationRun,
+    beat: Heartbeat | None = None,
 ) -> list[Seen]:
     """Everything that differs, in words. Reads Stripe with list calls only."""
     since, until = _window(filters)
@@ -153,8 +209,8 @@ def detect(
         "gte": int((since - MARGIN).timestamp()),
         "lt": int((until + MARGIN).timestamp()),
     }
-    intents = _list_all(gw, "pi", created=created, expand=["data.latest_charge"])
-    transfers = _list_all(gw, "transfers", created=created)
+    intents = _list_all(gw, "pi", beat, created=created, expand=["data.latest_charge"])
+    transfers = _list_all(gw, "transfers", beat, created=created)
     run.stripe_calls = gw.calls - calls_before
     run.scanned_stripe = len(intents) + len(transfers)
     narrowed = any(filters.get(k) for k in ("order_id", "listing_id", "email", "payment_intent"))
@@ -381,8 +437,10 @@ def finish_run(s: Session, gw: StripeGateway, run_id: int) -> ReconciliationRun 
     run = s.get(ReconciliationRun, run_id)
     if run is None or run.status != RunStatus.RUNNING:
         return run
+    beat = Heartbeat(s, run_id)
+    beat(force=True)
     try:
-        seen = detect(s, gw, dict(run.filters), run)
+        seen = detect(s, gw, dict(run.filters), run, beat)
         narrowed = any(run.filters.get(k) for k in FILTER_KEYS)
         record_findings(s, run, seen, auto_close=not narrowed)
         run.status = RunStatus.SUCCEEDED

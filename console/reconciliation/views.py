@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, abort, render_template, request
 from flask_login import login_required
 from jinja2_fragments.flask import render_block
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from console import db
 from console.audit.queries import history_for
 from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
-from console.reconciliation.actions import Reconciler
+from console.reconciliation.actions import load_reconciler
 from console.reconciliation.models import (
     FindingStatus,
     FindingType,
@@ -39,7 +41,16 @@ SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
 def index() -> Any:
     """Open findings (filterable) and the recent runs."""
     s = db.session()
-    args = request.args.to_dict()
+    runs = s.scalars(
+        select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(10)
+    ).all()
+    return render_template(
+        "reconciliation/index.html", runs=runs, **_findings(s, request.args.to_dict())
+    )
+
+
+def _findings(s: Session, args: dict[str, str]) -> dict[str, Any]:
+    """The findings section: filters from the URL, one keyset page, the run button."""
     status = args.get("status", "open")
     stmt = select(ReconciliationFinding)
     if status in {st.value for st in FindingStatus}:
@@ -64,22 +75,16 @@ def index() -> Any:
             select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
         ):
             orders[order_id] = external_id
-    runs = s.scalars(
-        select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(10)
-    ).all()
-    running = next((r for r in runs if r.status == RunStatus.RUNNING), None)
-    return render_template(
-        "reconciliation/index.html",
-        page=page,
-        args=args,
-        status=status,
-        runs=runs,
-        orders=orders,
-        reconciler=Reconciler(running),
-        statuses=[st.value for st in FindingStatus],
-        severities=[sv.value for sv in Severity],
-        types=[t.value for t in FindingType],
-    )
+    return {
+        "page": page,
+        "args": args,
+        "status": status,
+        "orders": orders,
+        "reconciler": load_reconciler(s, "stripe", False),
+        "statuses": [st.value for st in FindingStatus],
+        "severities": [sv.value for sv in Severity],
+        "types": [t.value for t in FindingType],
+    }
 
 
 @bp.get("/reconciliation/runs/<int:run_id>")
@@ -87,10 +92,19 @@ def index() -> Any:
 @require(Permission.QUEUES_VIEW)
 def run_status(run_id: int) -> Any:
     """The polling fragment of one run."""
-    run = db.session().get(ReconciliationRun, run_id)
+    s = db.session()
+    run = s.get(ReconciliationRun, run_id)
     if run is None:
         abort(404)
-    return render_block("reconciliation/index.html", "run_row", run=run)
+    row = render_block("reconciliation/index.html", "run_row", run=run)
+    if run.status == RunStatus.RUNNING or not request.headers.get("HX-Request"):
+        return row
+    # Finished: the findings it produced replace the stale list, same filters.
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    args = dict(parse_qsl(current.query)) if current.path == "/reconciliation" else {}
+    findings = render_block("reconciliation/index.html", "findings", oob=True, **_findings(s, args))
+    # In a <template>: the row is parsed in table context, the section must not be.
+    return f"{row}<template>{findings}</template>"
 
 
 @bp.get("/reconciliation/findings/<path:fingerprint>")

@@ -36,6 +36,7 @@ class Permission(enum.StrEnum):
     RECONCILIATION_FINDING_DISMISS = "reconciliation:finding:dismiss"
     PAYOUTS_PAYOUT_HOLD = "payouts:payout:hold"
     PAYOUTS_RELEASE_APPROVE = "payouts:release:approve"
+    JOBS_JOB_RUN = "jobs:job:run"
 
 
 _SUPPORT = frozenset(
@@ -69,6 +70,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.RECONCILIATION_FINDING_DISMISS,
         Permission.PAYOUTS_PAYOUT_HOLD,
         Permission.PAYOUTS_RELEASE_APPROVE,
+        Permission.JOBS_JOB_RUN,
     },
     # Auditors see the queues read-only too: reviewing an entry usually means
     # opening the order or payout it names.

@@ -192,6 +192,7 @@ TARGET_FACTORIES = {
     "payout_selection": lambda s: (make_payout(s), "all")[1],
     "reconciliation": lambda s: "stripe",
     "finding": make_finding,
+    "job": lambda s: "invoices-retry-stuck",
 }
 
 
@@ -321,6 +322,51 @@ def test_double_submit_same_key_has_one_effect(app, auth, client, order):
     assert note_count(app, order.external_id) == 1
     assert len(entries(app, "orders:note:add")) == 1
     assert "repeated submit" in client.get("/").get_data(as_text=True)
+
+
+def test_back_and_submit_again_without_javascript_adds_no_second_note(app, auth, client, order):
+    """Back re-renders the form with a new key: the same note by the same person is a repeat."""
+    auth.as_role("support")
+    first = submit(client, "orders:note:add", order.external_id, reason="Customer says paid twice")
+    assert first.status_code == 303
+    # Back, the browser shows a fresh confirm form (new idempotency key); submit again.
+    second = submit(client, "orders:note:add", order.external_id, reason="Customer says paid twice")
+    assert second.status_code == 303
+    assert note_count(app, order.external_id) == 1
+    assert len([e for e in entries(app, "orders:note:add") if e.outcome == "success"]) == 1
+    assert "submitted again; nothing ran twice" in client.get("/").get_data(as_text=True)
+    # A different reason is a different note, on purpose.
+    third = submit(client, "orders:note:add", order.external_id, reason="Second call, new details")
+    assert third.status_code == 303
+    assert note_count(app, order.external_id) == 2
+
+
+def test_the_same_submit_by_another_person_is_not_a_repeat(app, idp, session_app, order):
+    for role in ("support", "admin"):
+        c = session_app.test_client()
+        AuthActions(c, idp).as_role(role)
+        resp = submit(c, "orders:note:add", order.external_id, reason="Customer says paid twice")
+        assert resp.status_code == 303
+    assert note_count(app, order.external_id) == 2
+
+
+def test_success_on_the_full_page_confirm_shows_in_place(app, auth, client, order):
+    """After a step-up the user confirms on /actions/...: htmx answers into that page."""
+    auth.as_role("support")
+    url = f"/actions/orders:note:add/{order.external_id}"
+    form = confirm_form(client, "orders:note:add", order.external_id)
+    form["reason"] = "Confirmed on the full page"
+    resp = client.post(
+        url,
+        data=form,
+        headers={"HX-Request": "true", "HX-Current-URL": f"http://localhost{url}"},
+    )
+    assert resp.status_code == 200
+    assert resp.headers["HX-Retarget"] == "#confirm-panel"
+    body = resp.get_data(as_text=True)
+    assert "Note added" in body and 'id="confirm-panel"' in body
+    assert f'href="/orders/{order.external_id}"' in body  # a way back to the record
+    assert note_count(app, order.external_id) == 1
 
 
 def test_stale_precondition_is_409_and_no_change(app, auth, client, order, test_actions):

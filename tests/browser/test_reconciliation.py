@@ -10,8 +10,12 @@ from tests.browser.conftest import axe_violations, describe, login, screenshot
 pytestmark = pytest.mark.browser
 
 
-def test_run_open_a_finding_fix_it(page, live_server, committed_app, stripe, stripe_client):
+def test_run_open_a_finding_fix_it(
+    page, live_server, committed_app, stripe, stripe_client, start_worker
+):
+    """A worker process runs it; the finished run brings its findings without a reload."""
     stripe.reset()
+    start_worker()
     orphan = create_succeeded_payment_intent(
         stripe_client, amount=4200, currency="eur", metadata={"order_id": "ORD-BROWSER-1"}
     )
@@ -22,9 +26,9 @@ def test_run_open_a_finding_fix_it(page, live_server, committed_app, stripe, str
     dialog.locator("textarea[name=reason]").fill("After the webhook outage this morning")
     dialog.get_by_role("button", name="Run reconciliation").click()
     page.locator("#flash .flash-success", has_text="started").wait_for()
-    page.reload()
     page.locator("tr[id^=run-]", has_text="succeeded").first.wait_for(timeout=20000)
-    page.reload()
+    # No reload: the finished run swapped the findings list in.
+    page.get_by_role("link", name="stripe paid no order").wait_for(timeout=5000)
     screenshot(page, "reconciliation-admin")
     violations = axe_violations(page)
     assert not violations, describe(violations)

@@ -74,7 +74,7 @@ def test_retry_stuck_transmits_due_invoices(app, stripe):
         s.commit()
     result = app.test_cli_runner().invoke(args=["invoices", "retry-stuck"])
     assert result.exit_code == 0, result.output
-    assert "scanned=1 retried=1 succeeded=1 failed=0" in result.output
+    assert "scanned=1 acted=1 errors=0 retried=1" in result.output
     sent = reload(app, due.external_id)
     assert sent.status == InvoiceStatus.TRANSMITTED and sent.external_ref.startswith("in_")
     assert reload(app, later.external_id).status == InvoiceStatus.DRAFT
@@ -96,7 +96,7 @@ def test_failing_target_records_payload_and_schedules_next(app, stripe, status, 
         stripe.add_fault(path_prefix="/v1/customers", status=status, delay=delay)
         before = utcnow()
         result = app.test_cli_runner().invoke(args=["invoices", "retry-stuck"])
-        assert "failed=1" in result.output
+        assert "errors=1" in result.output
     finally:
         app.config.pop("INVOICE_RETRY_BASE_SECONDS")
     failed = reload(app, invoice.external_id)

@@ -292,7 +292,13 @@ def test_confirm_reservation(app, auth, client):
     # Nothing left to confirm: the button is gone, and the old open form is stale.
     html = client.get(f"/orders/{order.external_id}").get_data(as_text=True)
     assert "/actions/inventory:reservation:confirm/" not in html
-    resp = submit(client, "inventory:reservation:confirm", order.external_id, form=stale_form)
+    resp = submit(
+        client,
+        "inventory:reservation:confirm",
+        order.external_id,
+        form=stale_form,
+        reason="Second tab, opened before the first confirm",
+    )
     assert resp.status_code == 409
 
 
@@ -354,7 +360,13 @@ def test_replay_dry_run_then_replay(app, auth, client, stuck_paid, failed_event)
             select(WebhookEvent).where(WebhookEvent.event_id == failed_event)
         )
         assert stored.status == WebhookStatus.PROCESSED and stored.attempts == 2
-    again = submit(client, "webhooks:event:replay", failed_event, form=stale_form)
+    again = submit(
+        client,
+        "webhooks:event:replay",
+        failed_event,
+        form=stale_form,
+        reason="Second tab, opened before the first replay",
+    )
     assert again.status_code == 409
     assert "already processed" in again.get_data(as_text=True)
 

@@ -227,7 +227,8 @@ def test_fixes_change_the_right_records_and_the_next_run_agrees(app, auth, clien
 
 
 @pytest.mark.slow
-def test_start_a_run_from_the_page_runs_in_the_background(committed_app, idp, stripe):
+def test_start_a_run_from_the_page_runs_in_the_background(committed_app, idp, stripe, start_worker):
+    """The page enqueues the run; a worker process executes it."""
     import time
 
     from tests.actions.helpers import submit
@@ -242,6 +243,7 @@ def test_start_a_run_from_the_page_runs_in_the_background(committed_app, idp, st
         ).status_code
         == 303
     )
+    start_worker()
     deadline = time.monotonic() + 20
     status = None
     while time.monotonic() < deadline:
@@ -319,7 +321,9 @@ def test_two_runs_at_once_do_not_duplicate_findings(committed_app, stripe, strip
 
     def go() -> None:
         barrier.wait()
-        outputs.append(committed_app.test_cli_runner().invoke(args=["reconcile", "run"]).output)
+        # With a window: a run of its own each (unfiltered, the second would skip).
+        args = ["reconcile", "run", "--since", "2026-01-01"]
+        outputs.append(committed_app.test_cli_runner().invoke(args=args).output)
 
     threads = [threading.Thread(target=go) for _ in range(2)]
     for t in threads:

@@ -1,0 +1,1 @@
+"""Background work: the procrastinate engine, its tasks and the worker command."""

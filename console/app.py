@@ -95,15 +95,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from console.actions.views import bp as actions_bp
     from console.audit.views import bp as audit_bp
+    from console.coupons.views import bp as coupons_bp
     from console.dashboard import bp as dashboard_bp
+    from console.inventory.views import bp as inventory_bp
     from console.invoices.views import bp as invoices_bp
     from console.ops.views import bp as ops_bp
     from console.orders.views import bp as orders_bp
     from console.payments.views import bp as webhook_pages_bp
     from console.payments.webhooks import bp as webhooks_bp
     from console.payouts.views import bp as payouts_bp
-    from console.queues import bp as queues_bp
     from console.reconciliation.views import bp as reconciliation_bp
+    from console.suppliers.views import bp as suppliers_bp
 
     for bp in (
         dashboard_bp,
@@ -111,7 +113,9 @@ def _register_blueprints(app: Flask) -> None:
         audit_bp,
         ops_bp,
         orders_bp,
-        queues_bp,
+        inventory_bp,
+        coupons_bp,
+        suppliers_bp,
         webhooks_bp,
         webhook_pages_bp,
         invoices_bp,
@@ -121,6 +125,8 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(bp)
 
     # Declarations register themselves on import: actions and webhook handlers.
+    from console.coupons import actions as _coupon_actions  # noqa: F401
+    from console.inventory import actions as _inventory_actions  # noqa: F401
     from console.invoices import actions as _invoice_actions  # noqa: F401
     from console.orders import actions as _order_actions  # noqa: F401
     from console.orders import services as _order_services  # noqa: F401
@@ -129,6 +135,7 @@ def _register_blueprints(app: Flask) -> None:
     from console.payouts import release as _payout_release  # noqa: F401
     from console.payouts import services as _payout_services  # noqa: F401
     from console.reconciliation import actions as _reconciliation_actions  # noqa: F401
+    from console.suppliers import actions as _supplier_actions  # noqa: F401
 
 
 def _register_request_hooks(app: Flask) -> None:

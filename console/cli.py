@@ -47,9 +47,11 @@ def register_cli(app: Flask) -> None:
     from console.audit.cli import audit_cli
     from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
+    from console.inventory.cli import inventory_cli
     from console.invoices.cli import invoices_cli
     from console.payments.cli import payouts_cli, webhooks_cli
     from console.reconciliation.cli import reconcile_cli
+    from console.suppliers.cli import suppliers_cli
 
     groups = (
         demo_cli,
@@ -59,6 +61,8 @@ def register_cli(app: Flask) -> None:
         invoices_cli,
         reconcile_cli,
         coupons_cli,
+        inventory_cli,
+        suppliers_cli,
     )
     for group in groups:
         app.cli.add_command(group)

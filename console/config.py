@@ -39,6 +39,19 @@ def parse_role_map(raw: str) -> dict[str, str]:
     return mapping
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -72,6 +85,9 @@ class Settings:
     audit_retention_days: int = 400
     stripe_timeout_seconds: float = 10.0
     stripe_max_requests_per_second: float = 20.0
+    supplier_api_base: str | None = None
+    supplier_api_key: str | None = None
+    supplier_timeout_seconds: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -163,4 +179,8 @@ def load_settings(
         stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
         # Stripe test mode allows 25 requests/s; stay under it by default.
         stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
+        # Optional: without a base URL, forwarding and the sync say the supplier is not set up.
+        supplier_api_base=env.get("SUPPLIER_API_BASE", "").strip().rstrip("/") or None,
+        supplier_api_key=env.get("SUPPLIER_API_KEY", "").strip() or None,
+        supplier_timeout_seconds=_float(env, "SUPPLIER_TIMEOUT_SECONDS", 10.0),
     )

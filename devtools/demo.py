@@ -97,6 +97,14 @@ def main() -> int:
     else:
         print("==> using Stripe test mode (STRIPE_API_KEY is set)", flush=True)
 
+    # --- supplier double (issue 11): stands in for the dropship supplier's API ---
+    from devtools.supplier_double import SupplierDouble
+
+    supplier_double = SupplierDouble.start(port=pick_port(12112))
+    env.setdefault("SUPPLIER_API_BASE", supplier_double.url)
+    print(f"==> local supplier double at {supplier_double.url}", flush=True)
+    # --- end supplier double ---
+
     flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
     run([*flask, "db", "upgrade"], env)
     run([*flask, "demo", "seed", "--orders", str(args.orders)], env)

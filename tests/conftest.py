@@ -34,6 +34,7 @@ from console import create_app
 from console.db import get_db
 from devtools.idp import MockIdP
 from devtools.stripe_double import StripeDouble
+from devtools.supplier_double import SupplierDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -100,6 +101,21 @@ def stripe(stripe_double: StripeDouble) -> Iterator[StripeDouble]:
     stripe_double.set_rate_limit(0)
 
 
+@pytest.fixture(scope="session")
+def supplier_double() -> Iterator[SupplierDouble]:
+    double = SupplierDouble.start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def supplier(supplier_double: SupplierDouble) -> Iterator[SupplierDouble]:
+    """The supplier double with no orders, faults or request log left from another test."""
+    supplier_double.reset()
+    yield supplier_double
+    supplier_double.reset()
+
+
 @pytest.fixture
 def stripe_client(stripe_double: StripeDouble):
     """The real stripe SDK pointed at the double, for arranging Stripe-side state."""
@@ -135,9 +151,22 @@ def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: 
 # --------------------------------------------------------------------------- app
 
 
+SUPPLIER_TIMEOUT = 1.0
+
+
 @pytest.fixture(scope="session")
-def session_app(pg_url: str, idp: MockIdP, stripe_double: StripeDouble) -> Flask:
-    return create_app(app_config(pg_url, idp, stripe_double))
+def session_app(
+    pg_url: str, idp: MockIdP, stripe_double: StripeDouble, supplier_double: SupplierDouble
+) -> Flask:
+    return create_app(
+        app_config(
+            pg_url,
+            idp,
+            stripe_double,
+            SUPPLIER_API_BASE=supplier_double.url,
+            SUPPLIER_TIMEOUT_SECONDS=str(SUPPLIER_TIMEOUT),
+        )
+    )
 
 
 @pytest.fixture

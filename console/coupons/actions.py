@@ -24,6 +24,7 @@ from console.actions.framework import (
     declare,
     loader,
 )
+from console.audit.service import record
 from console.coupons.models import Coupon, CouponReservation
 from console.coupons.queries import CouponFacts, facts_of, forget, leak_condition, prefetch
 from console.coupons.services import ReleaseReport, release_expired, repair_reserved_count
@@ -284,11 +285,26 @@ def _all_preview(_s: Session, sel: LeakSelection, _params: dict[str, Any]) -> li
 
 def _all_effect(ctx: ActionContext, sel: LeakSelection) -> Outcome:
     report = release_expired(ctx.session, limit=BULK_LIMIT)
+    for c in report.coupons:  # each coupon's own history shows the release too
+        record(
+            ctx.session,
+            action="coupons:reservation:release",
+            outcome="success",
+            actor=ctx.user.actor(),
+            target_type="coupon",
+            target_id=c.code,
+            reason=ctx.reason,
+            ticket=ctx.ticket,
+            params={"via": "coupons:reservation:release_all"},
+            before={"reserved_count": c.reserved_before},
+            after={"reserved_count": c.reserved_after},
+            details={"released": c.released},
+        )
     fresh = load_leaks(ctx.session, sel.external_id, False)
     sel.expired, sel.by_coupon = fresh.expired, fresh.by_coupon  # the "after" of the audit
     left = ""
     if report.skipped_coupons:
-        left = f"; {len(report.skipped_coupons)} coupon(s) skipped, someone is changing them"
+        left = f"; {len(report.skipped_coupons)} coupon(s) no longer exist"
     return Outcome(
         f"Released {report.released} expired reservation(s) of {len(report.coupons)} coupon(s)"
         f"{left}: "

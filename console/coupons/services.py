@@ -71,7 +71,7 @@ class CouponRelease:
 class ReleaseReport:
     coupons: list[CouponRelease] = field(default_factory=list)
     skipped_coupons: list[str] = field(default_factory=list)
-    """Coupons someone else was changing right now: their reservations stay for the next try."""
+    """Coupons that disappeared meanwhile: their reservations stay as they are."""
 
     @property
     def released(self) -> int:
@@ -85,7 +85,7 @@ def release_expired(
 
     No commit: the caller's action commits with its audit entry. Rows another
     transaction holds (the cron job, a person on the same coupon) are skipped,
-    so each reservation is released once.
+    so each reservation is released once; coupon rows are waited for.
     """
     now = now or utcnow()
     stmt = select(CouponReservation).where(leak_condition(now))
@@ -102,13 +102,17 @@ def release_expired(
     report = ReleaseReport()
     if not by_coupon:
         return report
+    # Wait for the coupon rows (not SKIP LOCKED): the cron job holds one only while it
+    # expires one reservation, and it skips the reservations locked here, so skipping
+    # its coupon would leave those unreleased. No cycle: the job waits for a coupon
+    # while holding one reservation, never for a reservation while holding a coupon.
     coupons = {
         c.id: c
         for c in s.scalars(
             select(Coupon)
             .where(Coupon.id.in_(list(by_coupon)))
-            .order_by(Coupon.code)
-            .with_for_update(skip_locked=True)
+            .order_by(Coupon.id)
+            .with_for_update()
         )
     }
     for cid, held in by_coupon.items():

@@ -116,6 +116,10 @@ def test_release_all_releases_every_coupon_once(app, auth, client, leaking):
     [entry] = audit(app, "coupons:reservation:release_all")
     assert entry.details["extra"]["released"] == 5
     assert entry.details["before"]["expired"] == 5 and entry.details["after"]["expired"] == 0
+    per_coupon = {e.target_id: e for e in audit(app, "coupons:reservation:release")}
+    assert per_coupon["SPRING25"].details["before"] == {"reserved_count": 2}
+    assert per_coupon["SPRING25"].details["after"] == {"reserved_count": 0}
+    assert "coupons:reservation:release" in client.get("/coupons/SPRING25").get_data(as_text=True)
 
 
 def test_repair_sets_the_count_to_the_reservations_held(app, auth, client, miscounted):

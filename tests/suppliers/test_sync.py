@@ -97,7 +97,8 @@ def test_the_job_syncs_every_page_and_records_a_job_run(app, auth, client, suppl
     assert job.status == JobStatus.SUCCEEDED and (job.scanned, job.acted) == (1, 1)
     auth.as_role("support")
     jobs_page = client.get("/ops/jobs").get_data(as_text=True)
-    assert "Supplier sync" in jobs_page
+    row = jobs_page[jobs_page.index('id="row-job-supplier-sync"') :]
+    assert "on time" in row[: row.index("</tr>")]
 
 
 def test_a_failed_page_fails_the_run_and_the_job_with_its_error(
@@ -119,7 +120,9 @@ def test_a_failed_page_fails_the_run_and_the_job_with_its_error(
     assert job.last_error == f"Roastery Supplies GmbH: {run.error}"
     auth.as_role("support")
     jobs_page = client.get("/ops/jobs").get_data(as_text=True)
-    assert "page 3 of 4" in jobs_page
+    row = jobs_page[jobs_page.index('id="row-job-supplier-sync"') :]
+    row = row[: row.index("</tr>")]
+    assert "failing" in row and "outcome-failed" in row and "page 3 of 4" in row
     queue = client.get("/suppliers").get_data(as_text=True)
     assert f"row-supplier_sync_run-{run.id}" in queue and "page 3 of 4" in queue
 

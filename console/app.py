@@ -94,15 +94,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from console.actions.views import bp as actions_bp
     from console.audit.views import bp as audit_bp
+    from console.coupons.views import bp as coupons_bp
     from console.dashboard import bp as dashboard_bp
+    from console.inventory.views import bp as inventory_bp
     from console.invoices.views import bp as invoices_bp
     from console.ops.views import bp as ops_bp
     from console.orders.views import bp as orders_bp
     from console.payments.views import bp as webhook_pages_bp
     from console.payments.webhooks import bp as webhooks_bp
     from console.payouts.views import bp as payouts_bp
-    from console.queues import bp as queues_bp
     from console.reconciliation.views import bp as reconciliation_bp
+    from console.suppliers.views import bp as suppliers_bp
 
     for bp in (
         dashboard_bp,
@@ -110,7 +112,9 @@ def _register_blueprints(app: Flask) -> None:
         audit_bp,
         ops_bp,
         orders_bp,
-        queues_bp,
+        inventory_bp,
+        coupons_bp,
+        suppliers_bp,
         webhooks_bp,
         webhook_pages_bp,
         invoices_bp,
@@ -120,7 +124,9 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(bp)
 
     # Declarations register themselves on import: actions, webhook handlers, jobs.
+    from console.coupons import actions as _coupon_actions  # noqa: F401
     from console.coupons import jobs as _coupon_jobs  # noqa: F401
+    from console.inventory import actions as _inventory_actions  # noqa: F401
     from console.invoices import actions as _invoice_actions  # noqa: F401
     from console.invoices import jobs as _invoice_jobs  # noqa: F401
     from console.ops import actions as _ops_actions  # noqa: F401
@@ -133,6 +139,8 @@ def _register_blueprints(app: Flask) -> None:
     from console.payouts import services as _payout_services  # noqa: F401
     from console.reconciliation import actions as _reconciliation_actions  # noqa: F401
     from console.reconciliation import jobs as _reconciliation_jobs  # noqa: F401
+    from console.suppliers import actions as _supplier_actions  # noqa: F401
+    from console.suppliers import jobs as _supplier_jobs  # noqa: F401
 
 
 def _init_sentry(settings: Settings) -> None:

@@ -47,10 +47,12 @@ def register_cli(app: Flask) -> None:
     from console.audit.cli import audit_cli
     from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
+    from console.inventory.cli import inventory_cli
     from console.invoices.cli import invoices_cli
     from console.jobs.cli import jobs_cli
     from console.payments.cli import payouts_cli, webhooks_cli
     from console.reconciliation.cli import reconcile_cli
+    from console.suppliers.cli import suppliers_cli
 
     groups = (
         demo_cli,
@@ -61,6 +63,8 @@ def register_cli(app: Flask) -> None:
         reconcile_cli,
         coupons_cli,
         jobs_cli,
+        inventory_cli,
+        suppliers_cli,
     )
     for group in groups:
         app.cli.add_command(group)

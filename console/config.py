@@ -67,6 +67,19 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return raw
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -107,6 +120,9 @@ class Settings:
     """A worker silent this long is taken as dead; its jobs go back in the queue."""
     job_schedules: dict[str, str] = field(default_factory=dict)
     """JOB_SCHEDULES overrides: job name -> cron expression, or "off"."""
+    supplier_api_base: str | None = None
+    supplier_api_key: str | None = None
+    supplier_timeout_seconds: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -201,4 +217,8 @@ def load_settings(
         sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
         job_stalled_seconds=_int(env, "JOB_STALLED_SECONDS", 30),
         job_schedules=parse_job_schedules(env.get("JOB_SCHEDULES", "")),
+        # Optional: without a base URL, forwarding and the sync say the supplier is not set up.
+        supplier_api_base=env.get("SUPPLIER_API_BASE", "").strip().rstrip("/") or None,
+        supplier_api_key=env.get("SUPPLIER_API_KEY", "").strip() or None,
+        supplier_timeout_seconds=_float(env, "SUPPLIER_TIMEOUT_SECONDS", 10.0),
     )

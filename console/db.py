@@ -20,6 +20,7 @@ from sqlalchemy import (
     Enum,
     MetaData,
     create_engine,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -150,3 +151,36 @@ def separate_session() -> Iterator[Session]:
 def worker_session() -> Session:
     """A session on its own connection from the engine, for a background worker thread."""
     return Session(get_db().engine, expire_on_commit=False)
+
+
+@contextmanager
+def advisory_lock(s: Session, key: int, sub_key: int = 0) -> Iterator[bool]:
+    """Hold a PostgreSQL advisory lock for a whole job; yield whether we got it.
+
+    The lock lives on a connection of its own, held until the block ends, so
+    the job's session may commit as often as it likes (a session returns its
+    connection to the pool on commit, which would lose a session-level lock).
+    Someone else holding it: yields False at once, never waits.
+    """
+    bind = s.get_bind()
+    if isinstance(bind, Engine):
+        conn = bind.connect()
+        owned = True
+    else:  # a session bound to one connection (the tests' outer transaction)
+        conn = bind
+        owned = False
+    got = False
+    try:
+        got = bool(
+            conn.scalar(text("SELECT pg_try_advisory_lock(:k, :s)"), {"k": key, "s": sub_key})
+        )
+        if owned:
+            conn.commit()  # session-level lock: it outlives this transaction
+        yield got
+    finally:
+        if got:
+            conn.execute(text("SELECT pg_advisory_unlock(:k, :s)"), {"k": key, "s": sub_key})
+            if owned:
+                conn.commit()
+        if owned:
+            conn.close()

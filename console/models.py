@@ -42,7 +42,7 @@ from console.reconciliation.models import (
     Severity,
 )
 from console.security.models import LoginSession, User
-from console.suppliers.models import Supplier, SupplierSyncRun, SyncStatus
+from console.suppliers.models import Supplier, SupplierProduct, SupplierSyncRun, SyncStatus
 
 __all__ = [
     "Approval",
@@ -87,6 +87,7 @@ __all__ = [
     "SellerPayout",
     "Severity",
     "Supplier",
+    "SupplierProduct",
     "SupplierSyncRun",
     "SyncStatus",
     "User",

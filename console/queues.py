@@ -1,29 +1,29 @@
 """Queue counts for the dashboard and the metrics gauges, one query each.
 
 Every count is a predicate with a matching partial index; none scans a table.
+The queues' pages live in their packages (`console/<queue>/views.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from flask import Blueprint
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from console.coupons.models import CouponReservation, CouponReservationStatus
-from console.inventory.models import InventoryItem, InventoryLedgerEntry
+from console.coupons.queries import count_leaks, count_mismatches
+from console.inventory.services import count_drift
 from console.invoices.models import Invoice
 from console.ops.jobs import late_jobs
+from console.orders.models import Order
 from console.orders.queries import count_stuck
 from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
 from console.payouts.eligibility import ready_condition
 from console.payouts.models import Approval, ApprovalStatus, Seller, SellerPayout
 from console.reconciliation.models import FindingStatus, ReconciliationFinding, Severity
-
-bp = Blueprint("queues", __name__)
+from console.suppliers.models import SupplierSyncRun, SyncStatus
+from console.suppliers.services import waiting_condition
 
 INVOICE_STUCK_AFTER = timedelta(hours=1)
 WEBHOOK_GRACE = timedelta(minutes=10)
@@ -49,30 +49,6 @@ def invoices_attention_condition(now: datetime):  # type: ignore[no-untyped-def]
     return attention_condition(now)
 
 
-def coupon_leak_condition(now: datetime):  # type: ignore[no-untyped-def]
-    return and_(
-        CouponReservation.status == CouponReservationStatus.RESERVED,
-        CouponReservation.expires_at < now,
-    )
-
-
-def drift_query() -> Select[Any]:
-    ledger = (
-        select(
-            InventoryLedgerEntry.sku.label("sku"),
-            func.coalesce(func.sum(InventoryLedgerEntry.quantity_change), 0).label("ledger_total"),
-        )
-        .group_by(InventoryLedgerEntry.sku)
-        .subquery()
-    )
-    total = func.coalesce(ledger.c.ledger_total, 0)
-    return (
-        select(InventoryItem, total.label("ledger_total"))
-        .outerjoin(ledger, ledger.c.sku == InventoryItem.sku)
-        .where(InventoryItem.stock_count != total)
-    )
-
-
 @dataclass
 class QueueCounts:
     stuck_orders: int
@@ -84,6 +60,9 @@ class QueueCounts:
     findings: dict[str, int]
     inventory_drift: int
     coupon_leaks: int
+    coupon_count_mismatches: int
+    supplier_orders_waiting: int
+    supplier_failed_syncs: int
     late_jobs: int
 
     @property
@@ -102,7 +81,6 @@ def queue_counts(s: Session, now: datetime) -> QueueCounts:
         .group_by(ReconciliationFinding.severity)
     ):
         findings[Severity(severity).value] = int(n)
-    drift = drift_query().subquery()
     return QueueCounts(
         stuck_orders=count_stuck(s, now),
         failed_webhooks=count(
@@ -125,35 +103,15 @@ def queue_counts(s: Session, now: datetime) -> QueueCounts:
             select(func.count(Approval.id)).where(Approval.status == ApprovalStatus.PENDING)
         ),
         findings=findings,
-        inventory_drift=count(select(func.count()).select_from(drift)),
-        coupon_leaks=count(
-            select(func.count(CouponReservation.id)).where(coupon_leak_condition(now))
+        inventory_drift=count_drift(s),
+        coupon_leaks=count_leaks(s, now),
+        coupon_count_mismatches=count_mismatches(s),
+        supplier_orders_waiting=count(select(func.count(Order.id)).where(waiting_condition())),
+        supplier_failed_syncs=count(
+            select(func.count(SupplierSyncRun.id)).where(
+                SupplierSyncRun.status == SyncStatus.FAILED,
+                SupplierSyncRun.superseded_by_id.is_(None),
+            )
         ),
         late_jobs=len(late_jobs(s, now)),
     )
-
-
-# Pages of queues whose actions arrive later show their rows read-only.
-from flask import render_template  # noqa: E402
-from flask_login import login_required  # noqa: E402
-
-from console.security.guards import require  # noqa: E402
-from console.security.permissions import Permission  # noqa: E402
-
-
-def _placeholder(title: str) -> str:
-    return render_template("queues/placeholder.html", title=title)
-
-
-@bp.get("/inventory/drift")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def inventory() -> str:
-    return _placeholder("Inventory drift")
-
-
-@bp.get("/coupons/leaks")
-@login_required
-@require(Permission.QUEUES_VIEW)
-def coupons() -> str:
-    return _placeholder("Coupon reservation leaks")

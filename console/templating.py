@@ -68,6 +68,10 @@ def available_actions(target_type: str, target: Any) -> list[Action[Any]]:
 
 
 def action_href(action: Action[Any], target_id: Any, next_url: str | None = None) -> str:
+    if next_url is None and request.method == "POST" and request.endpoint == "actions.act":
+        # A row swapped in after an action: its buttons return to the page the person
+        # acted from, not to the action's own URL.
+        next_url = request.form.get("next") or None
     return url_for(
         "actions.act",
         name=action.name,

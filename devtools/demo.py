@@ -9,6 +9,8 @@ a unix socket only). Ctrl-C stops it all, the database server included.
 - Stripe: the local double (localstripe plus what it lacks), whose objects are
   kept in `instance/stripe-double.pickle` between runs; or Stripe test mode
   when `STRIPE_API_KEY` is a test key (a live key is refused).
+- Supplier: a local double of the dropship supplier's API (SUPPLIER_API_BASE
+  overrides it).
 - Identity: npm `oidc-provider` with the demo identities.
 - One job worker (`flask --app wsgi jobs worker`): bulk releases, reconciliation
   runs and the scheduled jobs.
@@ -194,6 +196,15 @@ def main() -> int:
             say(f"local Stripe double at {stripe_double.url}" + (" (objects kept)" if kept else ""))
         else:
             say("using Stripe test mode (STRIPE_API_KEY is set)")
+
+        if not env.get("SUPPLIER_API_BASE"):
+            from devtools.supplier_double import SupplierDouble
+
+            # Stands in for the dropship supplier's API (runbook 001).
+            supplier_double = SupplierDouble.start(port=pick_port(12112))
+            demo.on_stop("supplier double", supplier_double.stop)
+            env["SUPPLIER_API_BASE"] = supplier_double.url
+            say(f"local supplier double at {supplier_double.url}")
 
         env.update(
             CONSOLE_ENV="demo",

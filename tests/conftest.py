@@ -35,6 +35,7 @@ from console import create_app
 from console.db import get_db
 from devtools.idp import MockIdP
 from devtools.stripe_double import StripeDouble
+from devtools.supplier_double import SupplierDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -138,6 +139,21 @@ def stripe(stripe_double: StripeDouble) -> Iterator[StripeDouble]:
     stripe_double.set_rate_limit(0)
 
 
+@pytest.fixture(scope="session")
+def supplier_double() -> Iterator[SupplierDouble]:
+    double = SupplierDouble.start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def supplier(supplier_double: SupplierDouble) -> Iterator[SupplierDouble]:
+    """The supplier double with no orders, faults or request log left from another test."""
+    supplier_double.reset()
+    yield supplier_double
+    supplier_double.reset()
+
+
 @pytest.fixture
 def stripe_client(stripe_double: StripeDouble):
     """The real stripe SDK pointed at the double, for arranging Stripe-side state."""
@@ -173,9 +189,22 @@ def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: 
 # --------------------------------------------------------------------------- app
 
 
+SUPPLIER_TIMEOUT = 1.0
+
+
 @pytest.fixture(scope="session")
-def session_app(pg_url: str, idp: MockIdP, stripe_double: StripeDouble) -> Flask:
-    return create_app(app_config(pg_url, idp, stripe_double))
+def session_app(
+    pg_url: str, idp: MockIdP, stripe_double: StripeDouble, supplier_double: SupplierDouble
+) -> Flask:
+    return create_app(
+        app_config(
+            pg_url,
+            idp,
+            stripe_double,
+            SUPPLIER_API_BASE=supplier_double.url,
+            SUPPLIER_TIMEOUT_SECONDS=str(SUPPLIER_TIMEOUT),
+        )
+    )
 
 
 @pytest.fixture
@@ -385,12 +414,26 @@ def process_env(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra:
 
 
 @pytest.fixture
-def start_worker(committed_app: Flask, pg_url: str, idp: MockIdP, stripe_double: StripeDouble):
+def start_worker(
+    committed_app: Flask,
+    pg_url: str,
+    idp: MockIdP,
+    stripe_double: StripeDouble,
+    supplier_double: SupplierDouble,
+):
     """Start real worker processes (no schedule unless asked); all stopped after the test."""
     workers: list[JobWorker] = []
 
     def start(*args: str, schedule: bool = False, **env_extra: Any) -> JobWorker:
-        env = process_env(pg_url, idp, stripe_double, JOB_STALLED_SECONDS="3", **env_extra)
+        env = process_env(
+            pg_url,
+            idp,
+            stripe_double,
+            JOB_STALLED_SECONDS="3",
+            SUPPLIER_API_BASE=supplier_double.url,
+            SUPPLIER_TIMEOUT_SECONDS=str(SUPPLIER_TIMEOUT),
+            **env_extra,
+        )
         flags = ["--heartbeat", "1", *args]
         if not schedule:
             flags.append("--no-schedule")

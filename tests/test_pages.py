@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from console import db
 from console.audit.models import AuditEntry
 from console.demo.seed import seed
 from console.orders.models import Order
 from console.security.permissions import ROLE_PERMISSIONS, Permission
+from console.suppliers.models import SupplierSyncRun
 
 PAGES: list[tuple[str, Permission | None]] = [
     ("/", None),
@@ -31,7 +32,14 @@ PAGES: list[tuple[str, Permission | None]] = [
     ("/reconciliation?status=dismissed&severity=high", Permission.QUEUES_VIEW),
     ("/reconciliation/findings/stripe_paid_no_order:pi_demo_orphan_0010", Permission.QUEUES_VIEW),
     ("/inventory/drift", Permission.QUEUES_VIEW),
+    ("/inventory/drift?sku=SKU-00&min=4&sort=drift&dir=desc", Permission.QUEUES_VIEW),
+    ("/inventory/drift?min=not-a-number", Permission.QUEUES_VIEW),
+    ("/inventory/items/SKU-0007", Permission.QUEUES_VIEW),
     ("/coupons/leaks", Permission.QUEUES_VIEW),
+    ("/coupons/leaks?code=welcome&sort=reserved", Permission.QUEUES_VIEW),
+    ("/coupons/WELCOME10", Permission.QUEUES_VIEW),
+    ("/suppliers", Permission.QUEUES_VIEW),
+    ("/suppliers?supplier=1&q=ORD-DEMO-0005&sort=amount", Permission.QUEUES_VIEW),
     ("/ops/jobs", Permission.QUEUES_VIEW),
     ("/audit", Permission.AUDIT_VIEW),
     ("/audit?outcome=denied", Permission.AUDIT_VIEW),
@@ -51,7 +59,12 @@ def test_every_page_with_every_role(app, auth, client, seeded, role):
     auth.as_role(role)
     with app.app_context():
         order = db.session().scalars(select(Order).order_by(Order.id)).first()
-    pages = [*PAGES, (f"/orders/{order.external_id}", Permission.QUEUES_VIEW)]
+        run_id = db.session().scalar(select(func.max(SupplierSyncRun.id)))
+    pages = [
+        *PAGES,
+        (f"/orders/{order.external_id}", Permission.QUEUES_VIEW),
+        (f"/suppliers/runs/{run_id}", Permission.QUEUES_VIEW),
+    ]
     granted = ROLE_PERMISSIONS[role]
     for path, needs in pages:
         resp = client.get(path)
@@ -80,6 +93,14 @@ def test_dashboard_shows_seeded_counts(app, auth, client, seeded):
     assert f'<span class="count">{counts.stuck_orders}</span>' in html
     assert f'<span class="count">{counts.payouts_ready}</span>' in html
     assert 'href="/orders/stuck"' in html
+    # The runbook 000/001/002 cards open their queues, with the seeded cases counted.
+    assert counts.inventory_drift == 2 and counts.coupon_leaks == 6
+    assert counts.coupon_count_mismatches == 1
+    assert counts.supplier_orders_waiting == 1 and counts.supplier_failed_syncs == 1
+    for href in ('href="/inventory/drift"', 'href="/coupons/leaks"', 'href="/suppliers"'):
+        assert href in html
+    for path in ("/inventory/drift", "/coupons/leaks", "/suppliers"):
+        assert "not available yet" not in client.get(path).get_data(as_text=True)
 
 
 def test_unknown_url_is_a_404_page_without_traceback(auth, client):

@@ -45,3 +45,31 @@ def test_list_pages_do_not_query_per_row(app, auth, client):
         for path in pages:
             assert client.get(path).status_code == 200
     assert len(many) <= len(few) + 2, (len(few), len(many))
+
+
+def test_new_queue_pages_do_not_query_per_row(app, auth, client):
+    """Drift, coupon leaks and supplier pages cost the same with 2 rows or 50."""
+    from tests.factories import make_coupon, make_failed_run, make_item, make_waiting_order
+
+    with app.app_context():
+        seed(db.session(), volume=100)
+    auth.as_role("admin")
+    pages = ["/inventory/drift", "/coupons/leaks", "/suppliers"]
+    with count_queries(app) as few:
+        for path in pages:
+            assert client.get(path).status_code == 200
+    with app.app_context():
+        s = db.session()
+        for _ in range(60):  # many more rows of each queue: each page shows 50
+            make_item(s, stock=10, ledger=(8, -1))
+            make_coupon(s, expired=2, live=1)
+            make_waiting_order(s)
+        for _ in range(20):
+            make_failed_run(s)
+        s.commit()
+    with count_queries(app) as many:
+        for path in pages:
+            resp = client.get(path)
+            assert resp.status_code == 200
+            assert "Next page" in resp.get_data(as_text=True)
+    assert len(many) <= len(few) + 2, (len(few), len(many))

@@ -14,6 +14,7 @@ A denial, a stale page and a failed effect each leave an audit entry too.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -86,6 +87,8 @@ class ActionForm(FlaskForm):
         ]
     )
     next = HiddenField()
+    seen = HiddenField()
+    """The numbers the confirm step showed (`Action.seen`), to refuse a stale confirmation."""
 
 
 @dataclass
@@ -141,6 +144,10 @@ class Action(Generic[T]):
     """(template, block, context) that renders the target's row for an htmx swap."""
     prefill: Callable[[T, ActionForm], None] | None = None
     """Fill sensible defaults into a fresh form (e.g. the refundable amount)."""
+    seen: Callable[[T], dict[str, Any]] | None = None
+    """The numbers the person confirms (counts, totals). The confirm step carries
+    them; if the locked target's differ, the action is refused with a 409 and
+    nothing is written (the page was out of date)."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None
@@ -184,6 +191,28 @@ def actions_for(target_type: str) -> list[Action[Any]]:
 
 def new_idempotency_key() -> str:
     return str(uuid.uuid4())
+
+
+def seen_token(values: Mapping[str, Any]) -> str:
+    """The canonical form of the numbers a confirm step showed."""
+    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _seen_changes(posted: str, now: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """What the form showed (if readable) and the changes, in words."""
+    try:
+        shown = json.loads(posted) if posted else None
+    except ValueError:
+        shown = None
+    if not isinstance(shown, dict):
+        return None, "the form did not say which numbers it showed; reopen it"
+    current = json.loads(seen_token(now))
+    changes = [
+        f"{k.replace('_', ' ')} {shown.get(k)} → {current.get(k)}"
+        for k in sorted(set(shown) | set(current))
+        if shown.get(k) != current.get(k)
+    ]
+    return shown, ", ".join(changes)
 
 
 @dataclass
@@ -265,6 +294,34 @@ def run_action(
                 "stale",
                 seq,
             )
+        if action.seen is not None:
+            current = action.seen(target)
+            posted = form.seen.data or ""
+            if posted != seen_token(current):
+                shown, changes = _seen_changes(posted, current)
+                s.rollback()
+                seq = record_now(
+                    action=action.name,
+                    outcome="failed",
+                    actor=user.actor(),
+                    target_type=action.target_type,
+                    target_id=target_id,
+                    reason=reason,
+                    ticket=ticket,
+                    params=params,
+                    details={
+                        "error": "changed since the confirm step was rendered",
+                        "shown": shown,
+                        "now": json.loads(seen_token(current)),
+                    },
+                )
+                return RunResult(
+                    409,
+                    f"Nothing was changed: the numbers changed since you opened this ({changes}). "
+                    "Review the new numbers and confirm again.",
+                    "stale",
+                    seq,
+                )
         before = action.snapshot(target)
         ctx = ActionContext(
             session=s,

@@ -33,6 +33,7 @@ from console.actions.framework import (
     audit_denied,
     new_idempotency_key,
     run_action,
+    seen_token,
 )
 from console.ops.metrics import CONSOLE_ACTIONS
 from console.security.auth import safe_next
@@ -122,6 +123,8 @@ def act(name: str, target_id: str) -> Any:
     if not current_user.can(action.permission):
         return _forbidden(action, target_id)
     s = db.session()
+    if request.method == "GET" and request.args.get("preview") == "1":
+        return _preview(action, target_id)
     form = action.form()
     if request.method == "GET":
         target = action.load(s, target_id, False)
@@ -131,6 +134,7 @@ def act(name: str, target_id: str) -> Any:
         form.next.data = safe_next(request.args.get("next"), action.return_url(target))
         if action.prefill is not None:
             action.prefill(target, form)
+        _remember_seen(action, target, form)
         return _render_confirm(action, target, form, stale=action.precondition(target))
 
     form.next.data = safe_next(form.next.data, "/")
@@ -163,6 +167,30 @@ def act(name: str, target_id: str) -> Any:
     return _respond(action, target_id, form, result)
 
 
+def _remember_seen(action: Action[Any], target: Any, form: ActionForm) -> None:
+    """Put the numbers this confirm step shows into the form (see `Action.seen`)."""
+    if action.seen is not None and target is not None:
+        form.seen.data = seen_token(action.seen(target))
+
+
+def _preview(action: Action[Any], target_id: str) -> Any:
+    """The dry-run block alone, for the parameters typed so far (htmx, read-only)."""
+    if action.preview is None:
+        abort(404)
+    s = db.session()
+    target = action.load(s, target_id, False)
+    if target is None:
+        abort(404)
+    form = action.form(formdata=request.args, meta={"csrf": False})
+    try:
+        params = action.params(form)
+    except (TypeError, ValueError, ArithmeticError):
+        params = {}
+    preview = action.preview(s, target, params)
+    s.rollback()
+    return render_block(TEMPLATE, "preview", action=action, preview=preview)
+
+
 def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunResult) -> Any:
     next_url = form.next.data or "/"
     ok = result.outcome in ("success", "replayed")
@@ -178,6 +206,7 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
         target = action.load(s, target_id, False)
         stale = action.precondition(target) if target is not None else None
         form.idempotency_key.data = new_idempotency_key()
+        _remember_seen(action, target, form)  # the page now shows the current numbers
         return _render_confirm(
             action, target, form, status=result.status, error=result.message, stale=stale
         )

@@ -12,7 +12,13 @@ from console.db import Base, utcnow
 
 
 class Coupon(Base):
+    """A coupon; `reserved_count` must equal its reservations still `reserved`."""
+
     __tablename__ = "coupons"
+    __table_args__ = (
+        # Coupons claiming holds: where a reserved count can be too high (leaks page).
+        Index("ix_coupons_reserved", "code", postgresql_where=text("reserved_count > 0")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)

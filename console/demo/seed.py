@@ -13,7 +13,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
@@ -183,7 +183,7 @@ def seed(s: Session, volume: int = 3000) -> dict[str, int]:
     _payouts(s, rng, now, cases)
     _reconciliation(s, now, cases)
     _coupons(s, now, cases)
-    _jobs(s, now, supplier.id)
+    _jobs(s, now, supplier.id, other_supplier.id)
     s.commit()
     return counts(s)
 
@@ -230,6 +230,22 @@ def _inventory(s: Session, rng: random.Random, now: datetime) -> None:
             )
     s.execute(insert(InventoryItem), items)
     s.execute(insert(InventoryLedgerEntry), ledger)
+    # The ledger trigger keeps each item's ledger total; a trigger also stamps when
+    # the drift began (now): date the two seeded drifts back to when they happened.
+    for sku, ago in (("SKU-0007", timedelta(days=3, hours=4)), ("SKU-0013", timedelta(hours=20))):
+        s.execute(
+            update(InventoryItem).where(InventoryItem.sku == sku).values(drift_since=now - ago)
+        )
+    # A checkout hold on a drifting SKU: part of what explains its difference.
+    s.add(
+        InventoryReservation(
+            external_id="res-demo-0013",
+            sku="SKU-0013",
+            quantity=1,
+            created_at=now - timedelta(minutes=12),
+            expires_at=now + timedelta(minutes=18),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- volume
@@ -1039,10 +1055,21 @@ def _reconciliation(s: Session, now: datetime, cases: dict[str, Order]) -> None:
 
 
 def _coupons(s: Session, now: datetime, cases: dict[str, Order]) -> None:
-    specs = [("WELCOME10", 3, 1), ("SPRING25", 2, 0), ("VIP50", 0, 2), ("FREESHIP", 1, 3)]
-    for code, leaked, active in specs:
+    # (code, leaked, active, reserved count off by): leaks for support to release;
+    # SUMMER15 counts 5 reservations too many (a double increment) for an admin to repair.
+    specs = [
+        ("WELCOME10", 3, 1, 0),
+        ("SPRING25", 2, 0, 0),
+        ("VIP50", 0, 2, 0),
+        ("FREESHIP", 1, 3, 0),
+        ("SUMMER15", 0, 2, 5),
+    ]
+    for code, leaked, active, off_by in specs:
         coupon = Coupon(
-            code=code, max_redemptions=500, redeemed_count=40, reserved_count=leaked + active
+            code=code,
+            max_redemptions=500,
+            redeemed_count=40,
+            reserved_count=leaked + active + off_by,
         )
         s.add(coupon)
         s.flush()
@@ -1075,7 +1102,7 @@ def _coupons(s: Session, now: datetime, cases: dict[str, Order]) -> None:
         )
 
 
-def _jobs(s: Session, now: datetime, supplier_id: int) -> None:
+def _jobs(s: Session, now: datetime, supplier_id: int, other_supplier_id: int) -> None:
     def run(job: str, ago: timedelta, status: JobStatus = JobStatus.SUCCEEDED, **kw: Any) -> None:
         started = now - ago
         s.add(
@@ -1112,14 +1139,58 @@ def _jobs(s: Session, now: datetime, supplier_id: int) -> None:
     )
     run("coupons-expire-reservations", timedelta(hours=3), scanned=2, acted=2)
     run("reconcile", timedelta(hours=7), scanned=3412, acted=5, took=41)
-    run("supplier-sync", timedelta(minutes=35), JobStatus.SUCCEEDED, scanned=120, acted=118)
+    # Runbook 001: the last hourly sync failed at page 3 of 4 of Roastery's catalogue;
+    # the one before it was fine. The job run and the sync run tell the same story.
+    error = "HTTP 502 from the supplier API on page 3 of 4 (products 101-150)"
+    for ago in (timedelta(hours=2, minutes=35), timedelta(hours=1, minutes=35)):
+        run("supplier-sync", ago, scanned=3, acted=2)
+        for sid in (supplier_id, other_supplier_id):
+            s.add(
+                SupplierSyncRun(
+                    supplier_id=sid,
+                    status=SyncStatus.SUCCEEDED,
+                    started_at=now - ago,
+                    finished_at=now - ago + timedelta(seconds=20),
+                    pages_done=4,
+                    pages_total=4,
+                    items_synced=180,
+                    started_by="system:supplier-sync",
+                )
+            )
+    run(
+        "supplier-sync",
+        timedelta(minutes=35),
+        JobStatus.FAILED,
+        scanned=3,
+        acted=1,
+        errors=1,
+        last_error=f"Roastery Supplies GmbH: {error}",
+    )
+    s.add(
+        SupplierSyncRun(
+            supplier_id=other_supplier_id,
+            status=SyncStatus.SUCCEEDED,
+            started_at=now - timedelta(minutes=35),
+            finished_at=now - timedelta(minutes=35) + timedelta(seconds=18),
+            pages_done=4,
+            pages_total=4,
+            items_synced=180,
+            started_by="system:supplier-sync",
+        )
+    )
     s.add(
         SupplierSyncRun(
             supplier_id=supplier_id,
             status=SyncStatus.FAILED,
             started_at=now - timedelta(minutes=35),
             finished_at=now - timedelta(minutes=34),
-            items_synced=118,
-            error="HTTP 502 from supplier API on page 3 of 4 (products 101-150)",
+            start_page=1,
+            pages_done=2,
+            pages_total=4,
+            failed_page=3,
+            retryable=True,
+            items_synced=100,
+            error=error,
+            started_by="system:supplier-sync",
         )
     )

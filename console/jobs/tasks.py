@@ -4,6 +4,7 @@
   schedule and for "Run now";
 - `payouts.release_approval`: an approved release of a selection, row by row;
 - `reconciliation.run`: a run started from the reconciliation page;
+- `suppliers.resume_sync`: Retry sync of a failed supplier sync run;
 - `engine.retry_stalled`: puts the jobs of dead workers back in the queue.
 """
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RELEASE_APPROVAL = "payouts.release_approval"
 RECONCILIATION_RUN = "reconciliation.run"
+SUPPLIER_SYNC_RESUME = "suppliers.resume_sync"
 
 
 def job_task(name: str) -> str:
@@ -52,6 +54,17 @@ def reconciliation_run(run_id: int) -> None:
 
     with task_context() as s:
         finish_run(s, gateway(), run_id)
+
+
+@engine.task(name=SUPPLIER_SYNC_RESUME, retry=RESUMABLE)
+@timed
+def supplier_sync_resume(run_id: int, actor: dict[str, Any]) -> None:
+    """Resume a failed supplier sync from the page where it stopped (Retry sync)."""
+    from console.suppliers.gateway import supplier_gateway
+    from console.suppliers.services import resume_sync
+
+    with task_context() as s:
+        resume_sync(s, supplier_gateway(), run_id, actor=actor)
 
 
 @engine.periodic(cron="* * * * * */5", periodic_id="stalled")

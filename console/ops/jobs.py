@@ -148,24 +148,23 @@ class JobSkipped(RuntimeError):
     """Another run of the same job holds its lock; this one did nothing."""
 
 
+JOB_LOCKS = 10_000
+"""The advisory-lock class of scheduled jobs (the second key is the job's)."""
+
+
 def _lock_key(job: str) -> int:
-    return zlib.crc32(f"console-job:{job}".encode()) - 2**31
+    return zlib.crc32(job.encode()) - 2**31  # an int4, as pg_try_advisory_lock(int, int) wants
 
 
 @contextmanager
 def job_lock(s: Session, job: str) -> Iterator[None]:
-    """Hold the job's advisory lock on a connection of its own, or raise JobSkipped."""
-    bind = s.get_bind()
-    with bind.engine.connect() as conn:
-        got = conn.execute(select(func.pg_try_advisory_lock(_lock_key(job)))).scalar()
-        conn.commit()
+    """Hold the job's advisory lock for the whole run, or raise JobSkipped."""
+    from console.db import advisory_lock
+
+    with advisory_lock(s, JOB_LOCKS, _lock_key(job)) as got:
         if not got:
             raise JobSkipped(f"skipped: another run of {job} is in progress")
-        try:
-            yield
-        finally:
-            conn.execute(select(func.pg_advisory_unlock(_lock_key(job))))
-            conn.commit()
+        yield
 
 
 @contextmanager

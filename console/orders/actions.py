@@ -8,7 +8,7 @@ from typing import Any
 from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import DecimalField, StringField, TextAreaField
+from wtforms import DecimalField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from console.actions.framework import (
@@ -30,6 +30,7 @@ from console.payments import money as money_service
 from console.payments.gateway import GatewayError, StripeGateway, gateway
 from console.payments.models import MoneyMovement, MovementKind, Payment, PaymentStatus
 from console.security.permissions import Permission
+from console.suppliers.gateway import SupplierError
 from console.templating import money
 
 load_order = loader(Order, Order.external_id)
@@ -540,52 +541,127 @@ refund_order = declare(
 # ------------------------------------------------------------------ supplier forward
 
 
-class ForwardForm(ActionForm):
-    supplier_ref = StringField(
-        "Supplier's order reference",
-        validators=[
-            InputRequired("Enter the reference the supplier gave for this order."),
-            Length(min=3, max=128),
-        ],
-    )
-
-
 def _forward_precondition(order: Order) -> str | None:
     if order.status != OrderStatus.PROCESSING:
         return f"the order is {order.status.value}, not processing."
     if order.supplier_forwarded_at is not None:
-        return "the order was already forwarded to the supplier."
+        ref = f" (reference {order.supplier_order_ref})" if order.supplier_order_ref else ""
+        return f"the order was already forwarded to the supplier{ref}."
+    if order.supplier_id is None:
+        return "the order has no supplier to forward it to."
     return None
 
 
+def _forward_describe(order: Order) -> list[tuple[str, str]]:
+    from console.suppliers.models import Supplier
+    from console.suppliers.services import forward_key
+
+    s = object_session_of(order)
+    supplier = s.get(Supplier, order.supplier_id) if order.supplier_id else None
+    lines = ", ".join(f"{line.quantity} x {line.sku}" for line in order.lines) or "none recorded"
+    return [
+        ("Order", f"{order.external_id} ({order.status.value})"),
+        ("Paid", money(order.amount, order.currency)),
+        ("Supplier", supplier.name if supplier else "—"),
+        ("Lines", lines),
+        ("Idempotency key", forward_key(order)),
+        (
+            "Effect",
+            "Sends the order to the supplier's API and records the supplier's reference; the "
+            "order leaves the stuck queue. The key is the same on every attempt, so a retry "
+            "after a timeout or a second click never gives the supplier a second order.",
+        ),
+    ]
+
+
 def _forward_effect(ctx: ActionContext, order: Order) -> Outcome:
-    order.supplier_forwarded_at = utcnow()
-    order.supplier_order_ref = str(ctx.params["supplier_ref"])
+    from console.suppliers.gateway import supplier_gateway
+    from console.suppliers.services import forward_key, forward_order
+
+    gw = supplier_gateway()
+    try:
+        result = forward_order(ctx.session, gw, order)
+    except SupplierError as exc:
+        raise supplier_failure(exc, forward_key(order), gw.timeout) from exc
+    again = " (the supplier already had it under this key: no second order)"
+    if not result.replayed:
+        again = ""
     return Outcome(
-        f"Order {order.external_id} recorded as forwarded to the supplier "
-        f"(reference {order.supplier_order_ref}).",
-        {"supplier_ref": order.supplier_order_ref},
+        f"Order {order.external_id} forwarded to the supplier: reference "
+        f"{result.reference}{again}.",
+        {
+            "supplier_ref": result.reference,
+            "supplier_status": result.status,
+            "replayed": result.replayed,
+            "idempotency_key": forward_key(order),
+        },
     )
 
 
-mark_forwarded = declare(
+def supplier_failure(exc: SupplierError, key: str, timeout: float) -> ActionError:
+    """Turn a supplier failure into a message a person can act on."""
+    details = {
+        "supplier_error": exc.kind,
+        "retryable": exc.retryable,
+        "http_status": exc.http_status,
+        "idempotency_key": key,
+    }
+    safe = (
+        "Forwarding again is safe: it sends the same idempotency key, so the supplier "
+        "answers with the order it already has instead of creating a second one."
+    )
+    if exc.kind == "timeout":
+        return ActionError(
+            f"The supplier did not answer within {timeout:g} s, so the order is not recorded as "
+            f"forwarded. It may have reached the supplier. {safe}",
+            status=504,
+            details=details,
+        )
+    if exc.kind == "bad_reply":
+        return ActionError(
+            f"The supplier's answer could not be read ({exc}). It may have taken the order. {safe}",
+            status=502,
+            details=details,
+        )
+    if exc.retryable:
+        return ActionError(
+            f"The supplier is not reachable right now ({exc}); the order was not forwarded. "
+            f"Try again shortly. {safe}",
+            status=503 if exc.kind == "rate_limited" else 502,
+            details=details,
+        )
+    if exc.kind == "not_configured":
+        return ActionError(
+            f"The supplier API is not set up on this console ({exc}).", status=503, details=details
+        )
+    return ActionError(
+        f"The supplier refused the order ({exc}). Sending it again will not help: check the "
+        "order with the supplier.",
+        status=422,
+        details=details,
+    )
+
+
+def forward_row(order: Order) -> tuple[str, str, dict[str, Any]]:
+    """The row the person acted on: the supplier queue's, else the stuck-orders row."""
+    from flask import request
+
+    if (request.form.get("next") or "").startswith(url_for("suppliers.index")):
+        from console.suppliers.views import order_row_context
+
+        return "suppliers/index.html", "order_row", order_row_context(order)
+    return order_row(order)
+
+
+forward_to_supplier = declare(
     Action[Order](
         name="orders:supplier:forward",
-        label="Mark forwarded to supplier",
+        label="Forward to supplier",
         permission=Permission.ORDERS_SUPPLIER_FORWARD,
         target_type="order",
         load=load_order,
         precondition=_forward_precondition,
-        describe=lambda o: [
-            ("Order", f"{o.external_id} ({o.status.value})"),
-            ("Paid", money(o.amount, o.currency)),
-            (
-                "Effect",
-                "Records that the order has been handed to the supplier (runbook 001: after "
-                "re-running the forward in the supplier's system or portal), with the "
-                "supplier's reference. The order leaves the stuck queue.",
-            ),
-        ],
+        describe=_forward_describe,
         effect=_forward_effect,
         snapshot=lambda o: {
             **order_snapshot(o),
@@ -593,8 +669,7 @@ mark_forwarded = declare(
             "supplier_order_ref": o.supplier_order_ref,
         },
         return_url=order_url,
-        form=ForwardForm,
-        params=lambda form: {"supplier_ref": (form.data.get("supplier_ref") or "").strip()},
-        row=order_row,
+        row=forward_row,
+        reason_help="Why you forward it by hand (e.g. the automatic forward failed at 10:02).",
     )
 )

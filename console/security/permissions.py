@@ -22,15 +22,17 @@ class Permission(enum.StrEnum):
     INVENTORY_RESERVATION_CONFIRM = "inventory:reservation:confirm"
     INVOICES_INVOICE_RETRY = "invoices:invoice:retry"
     PAYOUTS_RELEASE_REQUEST = "payouts:release:request"
+    ORDERS_SUPPLIER_FORWARD = "orders:supplier:forward"
+    COUPONS_RESERVATION_RELEASE = "coupons:reservation:release"
     # Admin: money and state fixes
     ORDERS_ORDER_REFUND = "orders:order:refund"
     ORDERS_ORDER_CANCEL = "orders:order:cancel"
     ORDERS_ORDER_FIX = "orders:order:fix"
-    ORDERS_SUPPLIER_FORWARD = "orders:supplier:forward"
     INVOICES_INVOICE_MARK_SENT = "invoices:invoice:mark_sent"
     INVOICES_INVOICE_VOID = "invoices:invoice:void"
     INVENTORY_STOCK_CORRECT = "inventory:stock:correct"
     COUPONS_RESERVATION_REPAIR = "coupons:reservation:repair"
+    SUPPLIERS_SYNC_RETRY = "suppliers:sync:retry"
     RECONCILIATION_RUN_START = "reconciliation:run:start"
     RECONCILIATION_FINDING_FIX = "reconciliation:finding:fix"
     RECONCILIATION_FINDING_DISMISS = "reconciliation:finding:dismiss"
@@ -48,6 +50,10 @@ _SUPPORT = frozenset(
         Permission.INVENTORY_RESERVATION_CONFIRM,
         Permission.INVOICES_INVOICE_RETRY,
         Permission.PAYOUTS_RELEASE_REQUEST,
+        # Forwarding sends an order through the gateway with its idempotency key:
+        # it cannot create a second order, so it is a low-risk fix (runbook 001).
+        Permission.ORDERS_SUPPLIER_FORWARD,
+        Permission.COUPONS_RESERVATION_RELEASE,
     }
 )
 
@@ -60,11 +66,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.ORDERS_ORDER_REFUND,
         Permission.ORDERS_ORDER_CANCEL,
         Permission.ORDERS_ORDER_FIX,
-        Permission.ORDERS_SUPPLIER_FORWARD,
         Permission.INVOICES_INVOICE_MARK_SENT,
         Permission.INVOICES_INVOICE_VOID,
         Permission.INVENTORY_STOCK_CORRECT,
         Permission.COUPONS_RESERVATION_REPAIR,
+        Permission.SUPPLIERS_SYNC_RETRY,
         Permission.RECONCILIATION_RUN_START,
         Permission.RECONCILIATION_FINDING_FIX,
         Permission.RECONCILIATION_FINDING_DISMISS,

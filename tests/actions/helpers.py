@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
 from flask.testing import FlaskClient
 
-_INPUT = re.compile(r'<input[^>]*name="(csrf_token|idempotency_key|next)"[^>]*value="([^"]*)"')
-_INPUT_REV = re.compile(r'<input[^>]*value="([^"]*)"[^>]*name="(csrf_token|idempotency_key|next)"')
+_NAMES = "csrf_token|idempotency_key|next|seen"
+_INPUT = re.compile(rf'<input[^>]*name="({_NAMES})"[^>]*value="([^"]*)"')
+_INPUT_REV = re.compile(rf'<input[^>]*value="([^"]*)"[^>]*name="({_NAMES})"')
 
 
-def hidden_fields(html: str) -> dict[str, str]:
-    found = {m.group(1): m.group(2) for m in _INPUT.finditer(html)}
-    found.update({m.group(2): m.group(1) for m in _INPUT_REV.finditer(html)})
+def hidden_fields(page: str) -> dict[str, str]:
+    found = {m.group(1): html.unescape(m.group(2)) for m in _INPUT.finditer(page)}
+    found.update({m.group(2): html.unescape(m.group(1)) for m in _INPUT_REV.finditer(page)})
     return found
 
 

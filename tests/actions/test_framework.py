@@ -20,7 +20,7 @@ from console.security.models import LoginSession
 from console.security.permissions import ROLE_PERMISSIONS, Permission
 from tests.actions.helpers import confirm_form, hidden_fields, submit
 from tests.conftest import ROLES, AuthActions
-from tests.factories import make_order
+from tests.factories import make_coupon, make_failed_run, make_item, make_order
 
 
 def entries(app, action: str | None = None) -> list[AuditEntry]:
@@ -193,6 +193,10 @@ TARGET_FACTORIES = {
     "reconciliation": lambda s: "stripe",
     "finding": make_finding,
     "job": lambda s: "invoices-retry-stuck",
+    "inventory_item": lambda s: make_item(s).sku,
+    "coupon": lambda s: make_coupon(s).code,
+    "coupon_leaks": lambda s: (make_coupon(s), "all")[1],
+    "supplier_sync_run": lambda s: str(make_failed_run(s).id),
 }
 
 

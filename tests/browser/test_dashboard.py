@@ -22,7 +22,7 @@ def test_support_signs_in_and_sees_the_dashboard(page, live_server, seeded):
     login(page, live_server, "support")
     assert page.title().startswith("Dashboard")
     cards = page.locator(".card")
-    assert cards.count() == 9
+    assert cards.count() == 10
     stuck = page.locator(".card", has_text="Stuck orders").locator(".count").inner_text()
     assert int(stuck) > 0
     screenshot(page, "dashboard-support")

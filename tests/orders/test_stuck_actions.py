@@ -384,23 +384,6 @@ def test_replay_cli_dry_run_and_run(app, stuck_paid, failed_event):
     assert refused.exit_code != 0 and "already processed" in refused.output
 
 
-def test_mark_forwarded_to_supplier(app, auth, client):
-    with app.app_context():
-        s = db.session()
-        order = make_order(s, status=OrderStatus.PROCESSING)
-        s.commit()
-    auth.as_role("admin")
-    missing = submit(client, "orders:supplier:forward", order.external_id)
-    assert missing.status_code == 422
-    assert "Enter the reference" in missing.get_data(as_text=True)
-    ok = submit(client, "orders:supplier:forward", order.external_id, supplier_ref="SUP-7781")
-    assert ok.status_code == 303
-    reloaded = reload(app, order.external_id)
-    assert reloaded.supplier_order_ref == "SUP-7781" and reloaded.supplier_forwarded_at
-    [entry] = audit(app, "orders:supplier:forward")
-    assert entry.details["params"]["supplier_ref"] == "SUP-7781"
-
-
 def test_refunded_mismatch_order_leaves_the_stuck_queue(app, auth, client, stripe_client, stripe):
     pi = create_succeeded_payment_intent(stripe_client, amount=1290, currency="eur")
     with app.app_context():

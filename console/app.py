@@ -78,6 +78,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_request_hooks(app)
 
+    from console.params import init_params
+
+    init_params(app)
+
     from console.errors import register_error_handlers
     from console.ops.metrics import init_metrics
     from console.templating import init_templating

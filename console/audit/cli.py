@@ -81,8 +81,8 @@ def purge_cmd(before: str | None, yes: bool) -> None:
     from console.audit.export import load_signing_key, sign_statement
     from console.audit.models import AuditCheckpoint, AuditEntry
     from console.audit.service import record
-    from console.audit.views import parse_time
     from console.db import utcnow
+    from console.params import parse_time
     from console.payments.cli import cli_actor
 
     settings = current_app.config["SETTINGS"]

@@ -13,9 +13,9 @@ from sqlalchemy import func, or_, select
 from console import db
 from console.audit.chain import redact
 from console.audit.queries import history_for
-from console.audit.views import parse_time
 from console.db import utcnow
 from console.pagination import SortOption, keyset_page
+from console.params import parse_time
 from console.payments.handlers import HANDLERS
 from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
 from console.security.guards import require

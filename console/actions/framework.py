@@ -14,6 +14,7 @@ A denial, a stale page and a failed effect each leave an audit entry too.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from console.actions.models import IdempotencyRecord
 from console.audit.service import record, record_now
+from console.cardnumbers import contains_pan
 from console.security.permissions import Permission
 from console.security.users import CurrentUser
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# C0 controls except tab, LF and CR; DEL and the C1 controls (0x9b is an escape introducer).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 REASON_MIN = 10
 REASON_MAX = 2000
 
@@ -82,6 +86,40 @@ class ActionForm(FlaskForm):
         ]
     )
     next = HiddenField()
+
+    def validate(self, extra_validators: Mapping[str, Any] | None = None) -> bool:
+        """The declared validators, then the rules for every free-text field of every form.
+
+        Refused before anything is stored: a card number (it would be hashed
+        into the append-only audit chain for good) and control characters
+        (NUL cannot be stored; the others would reach CSV cells and terminals).
+        """
+        ok = bool(super().validate(extra_validators))
+        for f in self:
+            if f.type == "CSRFTokenField":
+                continue
+            # Hidden fields (idempotency key, return path) are never stored as text;
+            # a random key made of digit groups must not look like a card.
+            problem = free_text_problem(f.raw_data or [], pan=f.type != "HiddenField")
+            if problem:
+                f.errors = [*f.errors, problem]
+                ok = False
+        return ok
+
+
+def free_text_problem(values: list[Any], *, pan: bool = True) -> str | None:
+    """Why submitted text cannot be stored as given, or None."""
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        if _CONTROL.search(value):
+            return "Remove the control characters (such as NUL or escape codes) from this field."
+        if pan and contains_pan(value):
+            return (
+                "This looks like a card number (13-19 digits passing the Luhn check). Card "
+                "numbers must never be stored here: remove it; the last four digits are enough."
+            )
+    return None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.audit.models import AuditChainHead, AuditEntry
+from console.cardnumbers import mask_pans
 from console.db import utcnow
 
 GENESIS_HASH = "0" * 64
@@ -47,7 +48,7 @@ def redact(value: Any, key: str | None = None) -> Any:
         return [redact(v) for v in value]
     if isinstance(value, str):
         value = _STRIPE_SECRET.sub(REDACTED, value)
-        return _CARD_NUMBER.sub(REDACTED, value)
+        return mask_pans(_CARD_NUMBER.sub(REDACTED, value))
     if isinstance(value, datetime):
         return format_ts(value)
     return value
@@ -95,6 +96,11 @@ def append(
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
+    # The chain can never forget what it hashed: no card number reaches it, even
+    # in text the framework did not write (a target id from a crafted URL).
+    reason, ticket, target_id = (
+        mask_pans(v) if isinstance(v, str) else v for v in (reason, ticket, target_id)
+    )
     head = s.execute(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
     ).scalar_one_or_none()

@@ -59,9 +59,18 @@ def format_ts(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_UNESCAPED_CONTROL = re.compile("[\x7f-\x9f]")
+
+
 def canonical_json(obj: Any) -> str:
-    """Serialize the one way the hash is taken: sorted keys, no whitespace."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Serialize the one way the hash is taken: sorted keys, no whitespace.
+
+    JSON escapes the C0 controls itself; DEL and the C1 controls (0x9b is a
+    one-byte ANSI escape introducer) are escaped too, so the canonical bytes
+    (exported verbatim in JSONL and CSV) hold no control character at all.
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _UNESCAPED_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def entry_hash(canonical: str) -> str:

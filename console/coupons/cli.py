@@ -5,11 +5,14 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from console.clitools import cron_job, echo
+
 coupons_cli = AppGroup("coupons", help="Coupon reservations.")
 
 
 @coupons_cli.command("expire-reservations")
 @click.option("--dry-run", is_flag=True)
+@cron_job("coupons-expire-reservations")
 def expire_cmd(dry_run: bool) -> None:
     """Expire reservations past their time and repair the coupons' reserved counts."""
     from console import db
@@ -19,9 +22,9 @@ def expire_cmd(dry_run: bool) -> None:
     s = db.session()
     if dry_run:
         report = expire_reservations(s, dry_run=True)
-        click.echo(f"scanned={report.scanned} (dry run)")
+        echo(f"scanned={report.scanned} (dry run)")
         return
     with job_run(s, "coupons-expire-reservations") as run:
         report = expire_reservations(s)
         run.scanned, run.acted = report.scanned, report.expired
-    click.echo(f"scanned={report.scanned} acted={report.expired} errors=0")
+    echo(f"scanned={report.scanned} acted={report.expired} errors=0")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from console.clitools import cron_job, echo
+
 invoices_cli = AppGroup("invoices", help="Invoice transmission.")
 
 
 @invoices_cli.command("retry-stuck")
 @click.option("--dry-run", is_flag=True, help="List what is due; transmit nothing.")
+@cron_job("invoices-retry-stuck")
 def retry_stuck_cmd(dry_run: bool) -> None:
     """Retry invoices that are due; safe to run in two processes at once."""
     from console import db
@@ -21,8 +24,8 @@ def retry_stuck_cmd(dry_run: bool) -> None:
     if dry_run:
         report = retry_stuck(s, gateway(), backoff(), dry_run=True)
         for ref, what in report.results:
-            click.echo(f"{ref}: {what}")
-        click.echo(f"scanned={report.scanned} (dry run)")
+            echo(f"{ref}: {what}")
+        echo(f"scanned={report.scanned} (dry run)")
         return
     with job_run(s, "invoices-retry-stuck") as run:
         report = retry_stuck(s, gateway(), backoff())
@@ -30,8 +33,8 @@ def retry_stuck_cmd(dry_run: bool) -> None:
         run.last_error = report.last_error
         run.details = {"retried": report.retried}
     for ref, what in report.results:
-        click.echo(f"{ref}: {what}")
-    click.echo(
+        echo(f"{ref}: {what}")
+    echo(
         f"scanned={report.scanned} retried={report.retried} "
         f"succeeded={report.succeeded} failed={report.failed}"
     )

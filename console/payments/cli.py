@@ -7,6 +7,8 @@ import getpass
 import click
 from flask.cli import AppGroup
 
+from console.clitools import CommandError, cron_job, echo
+
 webhooks_cli = AppGroup("webhooks", help="Stripe webhook events.")
 payouts_cli = AppGroup("payouts", help="Seller payouts and money movements.")
 
@@ -33,9 +35,9 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
     s = db.session()
     event = load_event(s, event_id, True)
     if event is None:
-        raise click.ClickException(f"no stored event {event_id}")
+        raise CommandError(f"no stored event {event_id}")
     if event.processed_at is not None:
-        raise click.ClickException(
+        raise CommandError(
             f"{event_id} was already processed at {event.processed_at:%Y-%m-%d %H:%M} UTC; "
             "replay is only allowed while unprocessed"
         )
@@ -45,9 +47,9 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
             with s.no_autoflush:
                 apply_event(s, event, flush=False)
                 for what, change in describe_pending_changes(s, skip=event) or [("-", "no change")]:
-                    click.echo(f"would change {what}: {change}")
+                    echo(f"would change {what}: {change}")
         except Exception as exc:
-            click.echo(f"would fail: {exc}")
+            echo(f"would fail: {exc}")
         finally:
             nested.rollback()
             s.rollback()
@@ -69,7 +71,7 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
             details={"error": str(exc)[:1000]},
         )
         s.commit()
-        raise click.ClickException(f"replay failed: {result.error}") from exc
+        raise CommandError(f"replay failed: {result.error}") from exc
     record(
         s,
         action="webhooks:event:replay",
@@ -82,11 +84,12 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
         after={"status": status.value, "attempts": event.attempts},
     )
     s.commit()
-    click.echo(f"{event_id}: {status.value}")
+    echo(f"{event_id}: {status.value}")
 
 
 @payouts_cli.command("resume")
 @click.option("--dry-run", is_flag=True)
+@cron_job("payouts-resume")
 def resume_cmd(dry_run: bool) -> None:
     """Finish in-flight money movements (transfers and refunds) with their original keys."""
     from console import db
@@ -97,7 +100,7 @@ def resume_cmd(dry_run: bool) -> None:
     s = db.session()
     if dry_run:
         report = resume(s, gateway(), dry_run=True)
-        click.echo(f"scanned={report.scanned} (dry run: nothing re-issued)")
+        echo(f"scanned={report.scanned} (dry run: nothing re-issued)")
         return
     with job_run(s, "payouts-resume") as run:
         report = resume(s, gateway())
@@ -106,7 +109,7 @@ def resume_cmd(dry_run: bool) -> None:
         run.errors = report.failed + report.still_in_flight
         run.last_error = report.last_error
         run.details = {"failed": report.failed, "still_in_flight": report.still_in_flight}
-    click.echo(
+    echo(
         f"scanned={report.scanned} acted={report.finished} errors={report.failed} "
         f"still_in_flight={report.still_in_flight}"
     )
@@ -128,11 +131,12 @@ def finish_approved_releases() -> None:
     session.rollback()
     for approval_id in ids:
         counts = execute_approval(session, gateway(), approval_id, actor=cli_actor())
-        click.echo(f"approval #{approval_id}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        echo(f"approval #{approval_id}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 @payouts_cli.command("auto-release")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; move no money.")
+@cron_job("payouts-auto-release")
 def auto_release_cmd(dry_run: bool) -> None:
     """Release eligible payouts (cron, every 10 min); finishes in-flight attempts first."""
     from flask import current_app
@@ -148,8 +152,8 @@ def auto_release_cmd(dry_run: bool) -> None:
     if dry_run:
         report = auto_release(s, gateway(), limit=limit, dry_run=True)
         for line in report.lines:
-            click.echo(line)
-        click.echo(f"scanned={report.scanned} (dry run)")
+            echo(line)
+        echo(f"scanned={report.scanned} (dry run)")
         return
     with job_run(s, "payouts-auto-release") as run:
         resumed = resume(s, gateway())
@@ -158,8 +162,8 @@ def auto_release_cmd(dry_run: bool) -> None:
         run.last_error = report.last_error or resumed.last_error
         run.details = {"requested": report.requested, "resumed": resumed.finished}
     for line in report.lines:
-        click.echo(line)
-    click.echo(
+        echo(line)
+    echo(
         f"scanned={report.scanned} released={report.released} "
         f"approval_requested={report.requested} errors={report.errors}"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from console.clitools import CommandError, cron_job, echo
+
 reconcile_cli = AppGroup("reconcile", help="Compare Stripe with our records.")
 
 
@@ -15,6 +17,7 @@ reconcile_cli = AppGroup("reconcile", help="Compare Stripe with our records.")
 @click.option("--payment-intent")
 @click.option("--since", help="UTC date (default: 30 days ago)")
 @click.option("--until", help="UTC date (default: now)")
+@cron_job("reconcile")
 def run_cmd(**filters: str | None) -> None:
     """Run reconciliation and print its summary; safe to run twice at once."""
     from console import db
@@ -31,10 +34,10 @@ def run_cmd(**filters: str | None) -> None:
         job.errors = 1 if run.error else 0
         job.last_error = run.error
         job.details = {"run_id": run.id}
-    click.echo(
+    echo(
         f"run #{run.id} {run.status.value}: stripe objects={run.scanned_stripe} "
         f"local orders={run.scanned_local} stripe calls={run.stripe_calls} "
         f"new={run.findings_new} seen again={run.findings_seen} auto-closed={run.findings_closed}"
     )
     if run.error:
-        raise click.ClickException(run.error)
+        raise CommandError(run.error)

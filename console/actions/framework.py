@@ -25,11 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from wtforms import HiddenField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from console.actions.models import IdempotencyRecord
 from console.audit.service import record, record_now
 from console.cardnumbers import contains_pan
+from console.currency import AmountError, exponent, parse_amount
 from console.security.permissions import Permission
 from console.security.users import CurrentUser
 
@@ -87,6 +88,9 @@ class ActionForm(FlaskForm):
     )
     next = HiddenField()
 
+    currency: str | None = None
+    """The target's currency, set by the framework before rendering and validating."""
+
     def validate(self, extra_validators: Mapping[str, Any] | None = None) -> bool:
         """The declared validators, then the rules for every free-text field of every form.
 
@@ -120,6 +124,34 @@ def free_text_problem(values: list[Any], *, pan: bool = True) -> str | None:
                 "numbers must never be stored here: remove it; the last four digits are enough."
             )
     return None
+
+
+class MoneyField(StringField):
+    """An amount typed in major units of the form's currency; `.minor` holds minor units.
+
+    Parsed with the currency's exponent (JPY none, EUR two, KWD three), never
+    rounded: more decimals than the currency has, a non-finite or negative
+    value is a field error. The framework sets `form.currency` from the
+    declaration's `currency` before validating.
+    """
+
+    minor: int | None = None
+
+    def pre_validate(self, form: Any) -> None:
+        self.minor = None
+        if not (self.data or "").strip():
+            return  # InputRequired / Optional decide
+        try:
+            self.minor = parse_amount(self.data, getattr(form, "currency", None))
+        except AmountError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def help_text(self, form: Any) -> str:
+        currency = getattr(form, "currency", None) or ""
+        places = exponent(currency)
+        example = {0: "1200", 2: "12.50", 3: "1.250"}[places]
+        decimals = "no decimals" if places == 0 else f"{places} decimals"
+        return f"In {currency.upper() or 'major units'} ({decimals}), e.g. {example}."
 
 
 @dataclass
@@ -175,6 +207,8 @@ class Action(Generic[T]):
     """(template, block, context) that renders the target's row for an htmx swap."""
     prefill: Callable[[T, ActionForm], None] | None = None
     """Fill sensible defaults into a fresh form (e.g. the refundable amount)."""
+    currency: Callable[[T], str] | None = None
+    """The currency the form's money fields are typed in (sets `form.currency`)."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None

@@ -106,6 +106,7 @@ def act(name: str, target_id: str) -> Any:
         target = action.load(s, target_id, False)
         if target is None:
             abort(404)
+        _bind(action, form, target)
         form.idempotency_key.data = new_idempotency_key()
         form.next.data = safe_next(request.args.get("next"), action.return_url(target))
         if action.prefill is not None:
@@ -116,6 +117,7 @@ def act(name: str, target_id: str) -> Any:
     target = action.load(s, target_id, False)
     if target is None:
         abort(404)
+    _bind(action, form, target)
     if not form.validate_on_submit():
         s.rollback()
         return _render_confirm(
@@ -139,6 +141,12 @@ def act(name: str, target_id: str) -> Any:
     s.rollback()  # end the read transaction; run_action opens its own
     result = run_action(s, action, target_id, form, current_user)
     return _respond(action, target_id, form, result)
+
+
+def _bind(action: Action[Any], form: ActionForm, target: Any) -> None:
+    """Tell the form what it is about (the currency its amounts are typed in)."""
+    if action.currency is not None:
+        form.currency = action.currency(target)
 
 
 def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunResult) -> Any:

@@ -7,6 +7,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from flask_htmx import HTMX
@@ -137,6 +138,10 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_request_hooks(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
+    # Sign-out is a form POST answered with a redirect to the IdP's end_session
+    # endpoint; CSP's form-action governs that redirect too.
+    issuer = urlsplit(settings.oidc_issuer) if settings.oidc_issuer else None
+    idp_origin = f" {issuer.scheme}://{issuer.netloc}" if issuer and issuer.netloc else ""
 
     @app.before_request
     def _request_id() -> None:
@@ -149,7 +154,8 @@ def _register_request_hooks(app: Flask) -> None:
         h.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            f"connect-src 'self'; form-action 'self'{idp_origin}; frame-ancestors 'none'; "
+            "base-uri 'none'; "
             "object-src 'none'",
         )
         h.setdefault("X-Content-Type-Options", "nosniff")

@@ -10,7 +10,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -156,6 +156,9 @@ def login() -> Any:
     hint = request.args.get("login_hint", "").strip()
     if hint:
         extra["login_hint"] = hint[:320]
+    if request.args.get("switch"):
+        # "Sign in as someone else": the IdP must ask, even if it has a session.
+        extra["prompt"] = "login"
     if step_up:
         # Step-up: ask the IdP for a fresh authentication and check auth_time.
         extra["max_age"] = 0
@@ -229,11 +232,15 @@ def callback() -> Any:
             "signature, audience or expiry). Nothing was signed in. Please start again.",
             400,
         )
-    return _finish_login(claims, next_url, step_up, requested_at)
+    return _finish_login(claims, next_url, step_up, requested_at, token.get("id_token"))
 
 
 def _finish_login(
-    claims: dict[str, Any], next_url: str, step_up: bool, requested_at: int | None = None
+    claims: dict[str, Any],
+    next_url: str,
+    step_up: bool,
+    requested_at: int | None = None,
+    id_token: str | None = None,
 ) -> Any:
     settings = current_app.config["SETTINGS"]
     sub = str(claims.get("sub") or "")
@@ -291,6 +298,8 @@ def _finish_login(
     s.commit()
     login_user(load_current_user(s, token))
     session.permanent = True
+    if isinstance(id_token, str) and len(id_token) < 3000:
+        session["id_token"] = id_token  # the hint for RP-initiated logout
     if step_up:
         flash("Re-authenticated. You can now complete the high-risk action.", "success")
     return redirect(next_url)
@@ -380,6 +389,7 @@ def logout() -> Any:
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login"))
         return render_template("auth/logout.html")
+    id_token = session.get("id_token")
     if current_user.is_authenticated:
         s = db.session()
         actor = current_user.actor()
@@ -389,4 +399,30 @@ def logout() -> Any:
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
+    end_url = _end_session_url(id_token)
+    if end_url:
+        # RP-initiated logout: end the IdP's session too, so the next sign-in asks.
+        return redirect(end_url, code=303)
     return redirect(url_for("auth.login"))
+
+
+def _end_session_url(id_token: str | None) -> str | None:
+    """The IdP's end_session_endpoint with id_token_hint, or None when it has none."""
+    if current_app.extensions["console_oauth"].create_client("idp") is None:
+        return None
+    try:
+        metadata = _idp().load_server_metadata()
+    except (requests.RequestException, AuthlibBaseError, ValueError) as exc:
+        log.warning("identity provider metadata unavailable at logout: %s", exc)
+        return None
+    endpoint = metadata.get("end_session_endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return None
+    params = {
+        "client_id": current_app.config["SETTINGS"].oidc_client_id,
+        "post_logout_redirect_uri": url_for("auth.login", _external=True),
+    }
+    if id_token:
+        params["id_token_hint"] = id_token
+    separator = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{separator}{urlencode(params)}"

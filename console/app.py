@@ -145,7 +145,9 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.before_request
     def _request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
+        # A client's X-Request-Id is taken only from a trusted proxy in front
+        # (PROXY_FIX_HOPS > 0): otherwise anyone could plant ids in the audit log.
+        incoming = request.headers.get("X-Request-Id", "") if settings.proxy_fix_hops else ""
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
     @app.after_request

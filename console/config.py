@@ -7,6 +7,7 @@ only what a laptop needs (SQLite, a generated secret, plain-http cookies).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -72,6 +73,8 @@ class Settings:
     audit_retention_days: int = 400
     stripe_timeout_seconds: float = 10.0
     stripe_max_requests_per_second: float = 20.0
+    metrics_token: str = ""
+    metrics_allow_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,6 +145,14 @@ def load_settings(
     if signing_key and not Path(signing_key).is_file():
         raise ConfigError(f"AUDIT_SIGNING_KEY points at {signing_key}, which is not a file")
 
+    metrics_token = env.get("METRICS_TOKEN", "").strip()
+    if strict and metrics_token and len(metrics_token) < 24:
+        raise ConfigError("METRICS_TOKEN is shorter than 24 characters")
+    cidrs_raw = env.get("METRICS_ALLOW_CIDRS")
+    if cidrs_raw is None and not strict:
+        cidrs_raw = "127.0.0.1/32,::1/128"  # demo and tests: this machine only
+    metrics_allow_cidrs = parse_cidrs(cidrs_raw or "")
+
     return Settings(
         env=mode,
         database_url=database_url,
@@ -163,4 +174,22 @@ def load_settings(
         stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
         # Stripe test mode allows 25 requests/s; stay under it by default.
         stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
+        metrics_token=metrics_token,
+        metrics_allow_cidrs=metrics_allow_cidrs,
     )
+
+
+def parse_cidrs(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.0/8, 192.168.1.5` -> networks; a bad entry is a ConfigError naming it."""
+    networks = []
+    for raw_part in raw.split(","):
+        part = raw_part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOW_CIDRS entry {part!r} is not a network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)

@@ -127,6 +127,8 @@ def main() -> int:
     server = subprocess.Popen(
         [
             str(VENV_BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{console_port}",
             "--workers",

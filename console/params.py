@@ -2,8 +2,8 @@
 
 Every page reads its filters from the URL, so every page is reachable with
 whatever a person (or a scanner) types there. `check_query` runs before each
-request and answers 400 for what no page can use: NUL bytes anywhere in the
-query string, and dates out of the range the console stores. The helpers
+request and answers 400 for what no page can use: NUL bytes anywhere in the path or
+the query string, and dates out of the range the console stores. The helpers
 parse the typed values (`parse_time`) the same way everywhere.
 """
 
@@ -51,7 +51,11 @@ def parse_time(raw: str | None) -> datetime | None:
 
 
 def check_query() -> None:
-    """Refuse NUL bytes in any query parameter and out-of-range dates (400)."""
+    """Refuse NUL bytes in the path or any query parameter, and out-of-range dates (400)."""
+    if "\x00" in request.path:
+        raise BadParameter(
+            "The address contains a NUL character, which no page accepts. Remove it and try again."
+        )
     for key, value in request.args.items(multi=True):
         if "\x00" in key or "\x00" in value:
             raise BadParameter(

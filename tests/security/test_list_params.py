@@ -172,3 +172,14 @@ def test_out_of_range_date_in_a_query_is_400(auth, client, path, value):
     )
     assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
     assert "out of range" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path", ["/orders/ORD%00X", "/actions/inventory:reservation:confirm/%00", "/webhooks/evt%00"]
+)
+def test_nul_byte_in_the_path_is_400_not_a_database_error(auth, client, path):
+    """Figure: a NUL in a path segment (a record or target id) gives 400, not 500."""
+    auth.as_role("admin")
+    resp = client.get(path)
+    assert resp.status_code == 400
+    assert "NUL character" in resp.get_data(as_text=True)

@@ -32,8 +32,13 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = 500
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
-# %(U)s is the path without the query string; no Referer (an IdP URL with state).
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+# %(U)s is the path without the query string, so no URL of any route leaves its
+# query (OIDC code and state, cursors, search terms) in the log; no Referer (an
+# IdP URL with state). rid= is the request id the console answered with, the
+# same as on the audit entry.
+access_log_format = (
+    '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
+)
 control_socket_disable = True
 
 _metrics_dir = os.environ.setdefault(

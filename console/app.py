@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -76,6 +77,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_auth(app)
     _register_blueprints(app)
     _register_request_hooks(app)
+
+    from console.params import init_params
+
+    init_params(app)
 
     from console.errors import register_error_handlers
     from console.ops.metrics import init_metrics
@@ -161,10 +166,16 @@ def _init_sentry(settings: Settings) -> None:
 def _register_request_hooks(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     access = logging.getLogger("console.access")
+    # Sign-out is a form POST answered with a redirect to the IdP's end_session
+    # endpoint; CSP's form-action governs that redirect too.
+    issuer = urlsplit(settings.oidc_issuer) if settings.oidc_issuer else None
+    idp_origin = f" {issuer.scheme}://{issuer.netloc}" if issuer and issuer.netloc else ""
 
     @app.before_request
     def _request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
+        # A client's X-Request-Id is taken only from a trusted proxy in front
+        # (PROXY_FIX_HOPS > 0): otherwise anyone could plant ids in the audit log.
+        incoming = request.headers.get("X-Request-Id", "") if settings.proxy_fix_hops else ""
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
     @app.after_request
@@ -173,7 +184,8 @@ def _register_request_hooks(app: Flask) -> None:
         h.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            f"connect-src 'self'; form-action 'self'{idp_origin}; frame-ancestors 'none'; "
+            "base-uri 'none'; "
             "object-src 'none'",
         )
         h.setdefault("X-Content-Type-Options", "nosniff")

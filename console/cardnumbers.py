@@ -1,47 +1,119 @@
-"""Primary account numbers (card numbers) in free text: found by shape and Luhn.
+"""Primary account numbers (card numbers) in free text: find them, mask them.
 
-13 to 19 digits, optionally grouped by single spaces or dashes, whose Luhn
-check digit is right. Used to refuse such text before it is stored, and to
-mask it wherever it must be kept (logs, stored webhook bodies).
+A PAN here is 13 to 19 digits passing the Luhn check, written plain or in
+groups separated by spaces or dashes ("4111 1111 1111 1111",
+"4111-1111-1111-1111"). Text that holds one must never be stored: the
+action framework refuses it, the webhook intake masks it, and the audit
+chain masks whatever reaches it (it can never forget what it hashed).
+
+Stdlib only: the audit chain and the webhook intake both use it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-# Digits with optional single space/dash separators, not glued to other digits.
-_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+MIN_DIGITS = 13
+MAX_DIGITS = 19
+MASK = "*"
+# A run of digit groups joined by spaces or dashes (up to 3), not touching other digits.
+_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -]{1,3}[0-9]+)*(?![0-9])")
+_GROUP = re.compile(r"[0-9]+")
 
 
 def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) check over a string of digits."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
-        n = ord(ch) - 48
-        if i % 2 == 1:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
     return total % 10 == 0
 
 
-def find_card_numbers(text: str) -> list[str]:
-    """The substrings of `text` that look like card numbers (as written)."""
-    found = []
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            found.append(match.group())
-    return found
+def _candidates(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every PAN in `text`: whole groups of a run, 13-19 digits, Luhn-valid."""
+    for run in _RUN.finditer(text):
+        groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run[0])]
+        i = 0
+        while i < len(groups):
+            found = None
+            digits = ""
+            for j in range(i, len(groups)):
+                digits += text[groups[j][0] : groups[j][1]]
+                if len(digits) > MAX_DIGITS:
+                    break
+                if len(digits) >= MIN_DIGITS and luhn_ok(digits):
+                    found = j  # the longest Luhn-valid span from group i
+            if found is not None:
+                yield groups[i][0], groups[found][1]
+                i = found + 1
+            else:
+                i += 1
 
 
-def mask_card_numbers(text: str) -> str:
-    """Replace every card number by its last four digits: `[card ****4242]`."""
+def contains_pan(text: str | None) -> bool:
+    """Whether `text` holds something that looks like a card number."""
+    if not text:
+        return False
+    return next(_candidates(text), None) is not None
 
-    def mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return f"[card ****{digits[-4:]}]"
-        return match.group()
 
-    return _CANDIDATE.sub(mask, text)
+def mask_pans(text: str) -> str:
+    """Replace every digit of each PAN but the last four with `*`, keeping separators."""
+    spans = list(_candidates(text))
+    if not spans:
+        return text
+    out: list[str] = []
+    last = 0
+    for start, end in spans:
+        out.append(text[last:start])
+        chunk = text[start:end]
+        total = sum(ch.isdigit() for ch in chunk)
+        seen = 0
+        for ch in chunk:
+            if ch.isdigit():
+                seen += 1
+                out.append(ch if seen > total - 4 else MASK)
+            else:
+                out.append(ch)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def mask_in(value: Any) -> tuple[Any, bool]:
+    """Mask PANs in the strings, keys and integers of a JSON value; say whether any was."""
+    if isinstance(value, str):
+        masked = mask_pans(value)
+        return masked, masked != value
+    if isinstance(value, bool):
+        return value, False
+    if isinstance(value, int):
+        as_text = str(value)
+        if contains_pan(as_text):
+            return mask_pans(as_text), True
+        return value, False
+    if isinstance(value, list):
+        changed = False
+        items = []
+        for item in value:
+            new, hit = mask_in(item)
+            items.append(new)
+            changed = changed or hit
+        return items, changed
+    if isinstance(value, dict):
+        changed = False
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            new_key, key_hit = mask_in(key)
+            new, hit = mask_in(item)
+            out[str(new_key)] = new
+            changed = changed or hit or key_hit
+        return out, changed
+    return value, False

@@ -8,6 +8,7 @@ from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from console.clitools import echo
 from console.extensions import ROOT
 
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
@@ -26,7 +27,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
     url = current_app.config["SETTINGS"].database_url
     command.upgrade(alembic_config(url), revision)
-    click.echo(f"database at {revision}")
+    echo(f"database at {revision}")
 
 
 @db_cli.command("downgrade")

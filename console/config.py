@@ -8,6 +8,7 @@ generated secret, plain-http cookies). There is no other database engine.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -123,6 +124,8 @@ class Settings:
     supplier_api_base: str | None = None
     supplier_api_key: str | None = None
     supplier_timeout_seconds: float = 10.0
+    metrics_token: str = ""
+    metrics_allow_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,6 +195,14 @@ def load_settings(
     if signing_key and not Path(signing_key).is_file():
         raise ConfigError(f"AUDIT_SIGNING_KEY points at {signing_key}, which is not a file")
 
+    metrics_token = env.get("METRICS_TOKEN", "").strip()
+    if strict and metrics_token and len(metrics_token) < 24:
+        raise ConfigError("METRICS_TOKEN is shorter than 24 characters")
+    cidrs_raw = env.get("METRICS_ALLOW_CIDRS")
+    if cidrs_raw is None and not strict:
+        cidrs_raw = "127.0.0.1/32,::1/128"  # demo and tests: this machine only
+    metrics_allow_cidrs = parse_cidrs(cidrs_raw or "")
+
     return Settings(
         env=mode,
         database_url=database_url,
@@ -221,4 +232,22 @@ def load_settings(
         supplier_api_base=env.get("SUPPLIER_API_BASE", "").strip().rstrip("/") or None,
         supplier_api_key=env.get("SUPPLIER_API_KEY", "").strip() or None,
         supplier_timeout_seconds=_float(env, "SUPPLIER_TIMEOUT_SECONDS", 10.0),
+        metrics_token=metrics_token,
+        metrics_allow_cidrs=metrics_allow_cidrs,
     )
+
+
+def parse_cidrs(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.0/8, 192.168.1.5` -> networks; a bad entry is a ConfigError naming it."""
+    networks = []
+    for raw_part in raw.split(","):
+        part = raw_part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOW_CIDRS entry {part!r} is not a network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)

@@ -37,6 +37,22 @@ NAMING = {
 }
 
 
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+
+def parse_id(raw: str, *, big: bool = False) -> int | None:
+    """A row id typed in a URL: digits within the column's range, else None (a 404).
+
+    An id past the column's range would reach PostgreSQL as an error (a 500);
+    it simply names no row.
+    """
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 1 <= value <= (INT8_MAX if big else INT4_MAX) else None
+
+
 def utcnow() -> datetime:
     """Return the current time, timezone-aware in UTC."""
     return datetime.now(UTC)

@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from console.cardnumbers import mask_card_numbers
+from console.cardnumbers import mask_pans
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -40,7 +40,7 @@ def redact(text: str) -> str:
     """Mask secrets and card numbers in free text."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
-    return mask_card_numbers(text)
+    return mask_pans(text)
 
 
 def _clean(value: Any) -> Any:

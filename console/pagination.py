@@ -1,12 +1,18 @@
 """Keyset pagination on `(sort key, id)`: no OFFSET walks, no COUNT(*) per page.
 
 A cursor is the (sort value, id) of the row at the edge of the current page,
-encoded in the URL so pages can be shared and bookmarked.
+encoded in the URL so pages can be shared and bookmarked. It is signed with
+the app's secret (HMAC-SHA256, bound to the sort key) and type-checked
+against the sort column on decode: an edited, foreign or ill-typed cursor is
+a `BadCursor` (400), never a database error.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,12 +20,15 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, and_, or_
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, and_, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.types import TypeDecorator
 
 T = TypeVar("T")
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+MAX_CURSOR = 512
 
 
 class BadCursor(ValueError):
@@ -63,30 +72,113 @@ class Page(Generic[T]):
         return "ascending" if self.direction == "asc" else "descending"
 
 
-def _encode(value: Any, row_id: int) -> str:
+def _secret() -> bytes:
+    return str(current_app.config["SECRET_KEY"]).encode()
+
+
+def _mac(sort: str, payload: str) -> str:
+    mac = hmac.new(_secret(), f"keyset-cursor|{sort}|{payload}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+
+
+def _encode(sort: str, value: Any, row_id: int) -> str:
+    """A signed cursor: base64url JSON of (typed value, id), a dot, an HMAC over it and the sort."""
     if isinstance(value, datetime):
         raw: Any = {"t": value.isoformat()}
-    elif hasattr(value, "value"):  # enums
+    elif isinstance(value, enum.Enum):
         raw = {"s": value.value}
     else:
         raw = {"v": value}
     data = json.dumps([raw, row_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+    payload = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    return f"{payload}.{_mac(sort, payload)}"
 
 
-def _decode(cursor: str) -> tuple[Any, int]:
+def _kind(column: InstrumentedAttribute[Any]) -> tuple[str, Any]:
+    """What a cursor value for this column must be: ("t"|"s"|"v", python type or enum)."""
+    col_type = column.property.columns[0].type
+    enum_class = getattr(col_type, "enum_class", None)
+    if enum_class is not None:
+        return "s", enum_class
+    base_type = col_type.impl if isinstance(col_type, TypeDecorator) else col_type
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(row_id, int) or not isinstance(raw, dict) or len(raw) != 1:
-            raise BadCursor(cursor)
-        if "t" in raw:
-            return datetime.fromisoformat(raw["t"]), row_id
-        if "s" in raw:
-            return raw["s"], row_id
-        return raw["v"], row_id
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise BadCursor(cursor) from exc
+        python_type = base_type.python_type
+    except NotImplementedError:  # pragma: no cover - every sort column has one
+        python_type = object
+    if python_type is datetime:
+        return "t", datetime
+    return "v", python_type
+
+
+def _decode(cursor: str, sort: str, column: InstrumentedAttribute[Any]) -> tuple[Any, int]:
+    """Check the signature, then the types; BadCursor for anything this list did not produce."""
+    if len(cursor) > MAX_CURSOR:
+        raise BadCursor("cursor too long")
+    payload, dot, mac = cursor.partition(".")
+    expected = _mac(sort, payload).encode()
+    if not dot or not payload or not hmac.compare_digest(mac.encode(), expected):
+        raise BadCursor("cursor signature does not match")
+    try:
+        padded = payload + "=" * (-len(payload) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("cursor is not readable") from exc
+    if not isinstance(decoded, list) or len(decoded) != 2:
+        raise BadCursor("cursor has the wrong shape")
+    raw, row_id = decoded
+    if type(row_id) is not int or not isinstance(raw, dict) or len(raw) != 1:
+        raise BadCursor("cursor has the wrong shape")
+    if not -(2**63) <= row_id < 2**63:
+        raise BadCursor("cursor id out of range")
+    tag, value = next(iter(raw.items()))
+    kind, python_type = _kind(column)
+    if value is None and tag in ("t", "s", "v"):
+        return None, row_id  # a row whose sort column is NULL
+    if tag != kind:
+        raise BadCursor("cursor value has the wrong type for this sort")
+    if kind == "t":
+        if not isinstance(value, str):
+            raise BadCursor("cursor time is not a string")
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise BadCursor("cursor time is not a time") from exc
+        if when.tzinfo is None:
+            raise BadCursor("cursor time has no time zone")
+        return when, row_id
+    if kind == "s":
+        if value not in {m.value for m in python_type}:
+            raise BadCursor("cursor value is not one of the column's values")
+        return value, row_id
+    if python_type is int:
+        if type(value) is not int or not -(2**63) <= value < 2**63:
+            raise BadCursor("cursor value is not a 64-bit integer")
+    elif python_type is str:
+        if not isinstance(value, str) or "\x00" in value:
+            raise BadCursor("cursor value is not text")
+    elif python_type is not object and not isinstance(value, python_type):
+        raise BadCursor("cursor value has the wrong type")
+    return value, row_id
+
+
+def _after(
+    col: InstrumentedAttribute[Any],
+    id_column: InstrumentedAttribute[Any],
+    value: Any,
+    row_id: int,
+    ascending: bool,
+) -> ColumnElement[bool]:
+    """Rows after the cursor in the page's order, as a row-value comparison.
+
+    `(col, id) > (x, y)` lets PostgreSQL start the index scan at the cursor;
+    the equivalent `col > x OR (col = x AND id > y)` is only a filter. A NULL
+    sort value keeps its old meaning: the rest of the NULL rows, by id.
+    """
+    if value is None:
+        return and_(col.is_(None), id_column > row_id if ascending else id_column < row_id)
+    left = tuple_(col, id_column)
+    right = tuple_(literal(value, col.type), literal(row_id, id_column.type))
+    return left > right if ascending else left < right
 
 
 def keyset_page(
@@ -118,12 +210,8 @@ def keyset_page(
     cursor = after or before
     ascending = (direction == "asc") != backwards
     if cursor:
-        value, row_id = _decode(cursor)
-        if ascending:
-            cond = or_(col > value, and_(col == value, id_column > row_id))
-        else:
-            cond = or_(col < value, and_(col == value, id_column < row_id))
-        stmt = stmt.where(cond)
+        value, row_id = _decode(cursor, sort, col)
+        stmt = stmt.where(_after(col, id_column, value, row_id, ascending))
     order = (col.asc(), id_column.asc()) if ascending else (col.desc(), id_column.desc())
     stmt = stmt.order_by(*order).limit(limit + 1)
     result = s.execute(stmt)
@@ -135,7 +223,7 @@ def keyset_page(
 
     def edge(row: Any) -> str:
         obj = row if scalars else row[0]
-        return _encode(getattr(obj, col.key), getattr(obj, id_column.key))
+        return _encode(sort, getattr(obj, col.key), getattr(obj, id_column.key))
 
     next_cursor = prev_cursor = None
     if rows:

@@ -10,22 +10,14 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from console.actions.framework import Action, actions_for
+from console.currency import format_money
 from console.db import utcnow
 from console.security.permissions import Permission
 
-ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"}
-
 
 def money(amount: int | None, currency: str | None) -> str:
-    """Format integer minor units: 4200, 'eur' -> '42.00 EUR'."""
-    if amount is None:
-        return "—"
-    cur = (currency or "").upper()
-    if cur in ZERO_DECIMAL:
-        return f"{amount:,} {cur}"
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major:,}.{minor:02d} {cur}"
+    """Format integer minor units with the currency's exponent: 4200 EUR -> '42.00 EUR'."""
+    return format_money(amount, currency)
 
 
 def ago(ts: datetime | None) -> str:

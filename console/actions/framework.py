@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,11 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from wtforms import HiddenField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from console.actions.models import IdempotencyRecord
 from console.audit.chain import canonical_json
 from console.audit.service import record, record_now
+from console.cardnumbers import contains_pan
+from console.currency import AmountError, exponent, parse_amount
 from console.db import utcnow
 from console.security.permissions import Permission
 from console.security.users import CurrentUser
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# C0 controls except tab, LF and CR; DEL and the C1 controls (0x9b is an escape introducer).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 REASON_MIN = 10
 REASON_MAX = 2000
 
@@ -89,6 +94,71 @@ class ActionForm(FlaskForm):
     next = HiddenField()
     seen = HiddenField()
     """The numbers the confirm step showed (`Action.seen`), to refuse a stale confirmation."""
+
+    currency: str | None = None
+    """The target's currency, set by the framework before rendering and validating."""
+
+    def validate(self, extra_validators: Mapping[str, Any] | None = None) -> bool:
+        """The declared validators, then the rules for every free-text field of every form.
+
+        Refused before anything is stored: a card number (it would be hashed
+        into the append-only audit chain for good) and control characters
+        (NUL cannot be stored; the others would reach CSV cells and terminals).
+        """
+        ok = bool(super().validate(extra_validators))
+        for f in self:
+            if f.type == "CSRFTokenField":
+                continue
+            # Hidden fields (idempotency key, return path) are never stored as text;
+            # a random key made of digit groups must not look like a card.
+            problem = free_text_problem(f.raw_data or [], pan=f.type != "HiddenField")
+            if problem:
+                f.errors = [*f.errors, problem]
+                ok = False
+        return ok
+
+
+def free_text_problem(values: list[Any], *, pan: bool = True) -> str | None:
+    """Why submitted text cannot be stored as given, or None."""
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        if _CONTROL.search(value):
+            return "Remove the control characters (such as NUL or escape codes) from this field."
+        if pan and contains_pan(value):
+            return (
+                "This looks like a card number (13-19 digits passing the Luhn check). Card "
+                "numbers must never be stored here: remove it; the last four digits are enough."
+            )
+    return None
+
+
+class MoneyField(StringField):
+    """An amount typed in major units of the form's currency; `.minor` holds minor units.
+
+    Parsed with the currency's exponent (JPY none, EUR two, KWD three), never
+    rounded: more decimals than the currency has, a non-finite or negative
+    value is a field error. The framework sets `form.currency` from the
+    declaration's `currency` before validating.
+    """
+
+    minor: int | None = None
+
+    def pre_validate(self, form: Any) -> None:
+        self.minor = None
+        if not (self.data or "").strip():
+            return  # InputRequired / Optional decide
+        try:
+            self.minor = parse_amount(self.data, getattr(form, "currency", None))
+        except AmountError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def help_text(self, form: Any) -> str:
+        currency = getattr(form, "currency", None) or ""
+        places = exponent(currency)
+        example = {0: "1200", 2: "12.50", 3: "1.250"}[places]
+        decimals = "no decimals" if places == 0 else f"{places} decimals"
+        return f"In {currency.upper() or 'major units'} ({decimals}), e.g. {example}."
 
 
 @dataclass
@@ -148,6 +218,8 @@ class Action(Generic[T]):
     """The numbers the person confirms (counts, totals). The confirm step carries
     them; if the locked target's differ, the action is refused with a 409 and
     nothing is written (the page was out of date)."""
+    currency: Callable[[T], str] | None = None
+    """The currency the form's money fields are typed in (sets `form.currency`)."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None

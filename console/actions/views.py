@@ -130,6 +130,7 @@ def act(name: str, target_id: str) -> Any:
         target = action.load(s, target_id, False)
         if target is None:
             abort(404)
+        _bind(action, form, target)
         form.idempotency_key.data = new_idempotency_key()
         form.next.data = safe_next(request.args.get("next"), action.return_url(target))
         if action.prefill is not None:
@@ -141,6 +142,7 @@ def act(name: str, target_id: str) -> Any:
     target = action.load(s, target_id, False)
     if target is None:
         abort(404)
+    _bind(action, form, target)
     if not form.validate_on_submit():
         s.rollback()
         return _render_confirm(
@@ -182,6 +184,8 @@ def _preview(action: Action[Any], target_id: str) -> Any:
     if target is None:
         abort(404)
     form = action.form(formdata=request.args, meta={"csrf": False})
+    _bind(action, form, target)
+    form.validate()  # money fields parse with the currency's exponent; errors stay unshown
     try:
         params = action.params(form)
     except (TypeError, ValueError, ArithmeticError):
@@ -189,6 +193,12 @@ def _preview(action: Action[Any], target_id: str) -> Any:
     preview = action.preview(s, target, params)
     s.rollback()
     return render_block(TEMPLATE, "preview", action=action, preview=preview)
+
+
+def _bind(action: Action[Any], form: ActionForm, target: Any) -> None:
+    """Tell the form what it is about (the currency its amounts are typed in)."""
+    if action.currency is not None:
+        form.currency = action.currency(target)
 
 
 def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunResult) -> Any:

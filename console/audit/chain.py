@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.audit.models import AuditChainHead, AuditEntry
+from console.cardnumbers import mask_pans
 from console.db import utcnow
 
 GENESIS_HASH = "0" * 64
@@ -47,7 +48,7 @@ def redact(value: Any, key: str | None = None) -> Any:
         return [redact(v) for v in value]
     if isinstance(value, str):
         value = _STRIPE_SECRET.sub(REDACTED, value)
-        return _CARD_NUMBER.sub(REDACTED, value)
+        return mask_pans(_CARD_NUMBER.sub(REDACTED, value))
     if isinstance(value, datetime):
         return format_ts(value)
     return value
@@ -58,9 +59,18 @@ def format_ts(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_UNESCAPED_CONTROL = re.compile("[\x7f-\x9f]")
+
+
 def canonical_json(obj: Any) -> str:
-    """Serialize the one way the hash is taken: sorted keys, no whitespace."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Serialize the one way the hash is taken: sorted keys, no whitespace.
+
+    JSON escapes the C0 controls itself; DEL and the C1 controls (0x9b is a
+    one-byte ANSI escape introducer) are escaped too, so the canonical bytes
+    (exported verbatim in JSONL and CSV) hold no control character at all.
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _UNESCAPED_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def entry_hash(canonical: str) -> str:
@@ -95,6 +105,11 @@ def append(
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
+    # The chain can never forget what it hashed: no card number reaches it, even
+    # in text the framework did not write (a target id from a crafted URL).
+    reason, ticket, target_id = (
+        mask_pans(v) if isinstance(v, str) else v for v in (reason, ticket, target_id)
+    )
     head = s.execute(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
     ).scalar_one_or_none()

@@ -9,6 +9,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from console.clitools import CommandError, echo
+
 audit_cli = AppGroup("audit", help="Export, verify and purge the audit log.")
 MIN_RETENTION_DAYS = 365
 
@@ -24,19 +26,23 @@ def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) ->
     from console.audit.export import ExportError, demo_key_note, load_signing_key, write_bundle
     from console.audit.service import record
     from console.audit.views import filtered
-    from console.cli_support import cli_actor
+    from console.clitools import cli_actor
+    from console.params import BadParameter
 
     args = {k: v for k, v in (("since", since), ("until", until)) if v}
-    stmt, used, errors = filtered(args)
+    try:
+        stmt, used, errors = filtered(args)
+    except BadParameter as exc:
+        raise CommandError(str(exc.description)) from exc
     if errors:
-        raise click.ClickException(" ".join(errors))
+        raise CommandError(" ".join(errors))
     try:
         key = load_signing_key(current_app.config["SETTINGS"], current_app.instance_path)
     except ExportError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     note = demo_key_note(current_app.config["SETTINGS"], current_app.instance_path)
     if note:
-        click.echo(note, err=True)
+        echo(note, err=True)
     s = db.session()
     actor = cli_actor()
     bundle = write_bundle(s, stmt, out_dir=out_dir, fmt=fmt, filters=used, exporter=actor, key=key)
@@ -52,7 +58,7 @@ def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) ->
         details={"count": m["count"], "data_sha256": m["data_sha256"]},
     )
     s.commit()
-    click.echo(
+    echo(
         f"exported {m['count']} entries (seq {m['first_seq']}..{m['last_seq']}) to {out_dir}; "
         f"verify with: python -m console.audit.verify {out_dir} "
         f"--public-key {out_dir / 'public_key.pem'}"
@@ -81,17 +87,24 @@ def purge_cmd(before: str | None, yes: bool) -> None:
     from console.audit.export import load_signing_key, sign_statement
     from console.audit.models import AuditCheckpoint, AuditEntry
     from console.audit.service import record
-    from console.audit.views import parse_time
-    from console.cli_support import cli_actor
+    from console.clitools import cli_actor
     from console.db import utcnow
+    from console.params import parse_time
 
     settings = current_app.config["SETTINGS"]
     now = utcnow()
-    cutoff = parse_time(before) if before else now - timedelta(days=settings.audit_retention_days)
+    from console.params import BadParameter
+
+    try:
+        cutoff = (
+            parse_time(before) if before else now - timedelta(days=settings.audit_retention_days)
+        )
+    except BadParameter as exc:
+        raise CommandError(str(exc.description)) from exc
     if cutoff is None:
-        raise click.ClickException(f"--before {before!r} is not a date")
+        raise CommandError(f"--before {before!r} is not a date")
     if cutoff > now - timedelta(days=MIN_RETENTION_DAYS):
-        raise click.ClickException(
+        raise CommandError(
             f"refusing to purge entries younger than {MIN_RETENTION_DAYS} days "
             f"(cutoff {cutoff:%Y-%m-%d} is too recent)"
         )
@@ -103,12 +116,12 @@ def purge_cmd(before: str | None, yes: bool) -> None:
         .limit(1)
     ).first()
     if last is None:
-        click.echo(f"nothing older than {cutoff:%Y-%m-%d}")
+        echo(f"nothing older than {cutoff:%Y-%m-%d}")
         return
     through_seq, through_hash = last
     count = s.scalar(select(func.count()).where(AuditEntry.seq <= through_seq)) or 0
     if not yes:
-        click.echo(f"would purge {count} entries through seq {through_seq}; add --yes to do it")
+        echo(f"would purge {count} entries through seq {through_seq}; add --yes to do it")
         return
     statement = canonical_json(
         {
@@ -142,4 +155,4 @@ def purge_cmd(before: str | None, yes: bool) -> None:
         details={"purged_count": count, "cutoff": cutoff.isoformat()},
     )
     s.commit()
-    click.echo(f"purged {count} entries through seq {through_seq}; checkpoint signed")
+    echo(f"purged {count} entries through seq {through_seq}; checkpoint signed")

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.chain import GENESIS_HASH, format_ts, parse_canonical_position
 from console.audit.models import AuditCheckpoint, AuditEntry
+from console.audit.verify import csv_cell
 from console.config import Settings
 from console.db import utcnow
 
@@ -182,7 +183,9 @@ def write_bundle(
                 values[1] = format_ts(values[1])
                 if first_seq is None:
                     first_seq, first_prev = values[0], values[10]
-                writer.writerow(values)
+                # Display columns are spreadsheet-safe; the hashes and the canonical
+                # bytes (the last three) are written exactly as stored.
+                writer.writerow([csv_cell(v) for v in values[:10]] + values[10:])
                 last_seq, last_hash = values[0], values[11]
                 count += 1
                 if count % CHUNK == 0:

@@ -24,6 +24,7 @@ import base64
 import csv
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,30 @@ HASH_SUFFIX_START = ',"hash":"'
 SUFFIX_LEN = len(HASH_SUFFIX_START) + 64 + len('"}')
 POSITION_PREFIX = '{"_prev_hash":"'
 SEQ_MARK = '","_seq":'
+
+
+# Spreadsheet safety (OWASP CSV injection): a display cell starting with one of
+# these is read as a formula by Excel, LibreOffice and Google Sheets.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def csv_cell(value: object) -> str:
+    """How a display value is written to an export CSV cell (and compared with it).
+
+    Control characters (newlines, tabs, ANSI escape sequences, C1 controls)
+    become visible escapes such as `\\n` or `\\x1b`, and a cell that would
+    start a formula gets a leading `'`. The `canonical` column is never
+    passed through here: it is the exact bytes that were hashed, and
+    canonical JSON escapes every control character itself.
+    """
+    if value is None:
+        return ""
+    text = _CONTROL.sub(lambda m: _CONTROL_NAMES.get(m[0], f"\\x{ord(m[0]):02x}"), str(value))
+    if text.startswith(FORMULA_START):
+        text = "'" + text
+    return text
 
 
 class Invalid(Exception):
@@ -182,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         count, first, last, chain = verify(args.bundle, args.public_key)
     except Invalid as exc:
         where = f"seq {exc.seq}: " if exc.seq is not None else ""
-        print(f"INVALID: {where}{exc.why}")
+        print(csv_cell(f"INVALID: {where}{exc.why}"))
         return 1
     except (OSError, KeyError, ValueError) as exc:
-        print(f"cannot read the bundle: {exc}", file=sys.stderr)
+        # The bundle is someone else's data: no escape sequence reaches the terminal.
+        print(csv_cell(f"cannot read the bundle: {exc}"), file=sys.stderr)
         return 2
     scope = "chain verified" if chain else "filtered export: each entry's hash verified, no chain"
     checkpoint = json.loads((args.bundle / "manifest.json").read_bytes()).get("checkpoint")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +26,13 @@ from console.audit.models import AuditEntry
 from console.audit.service import record
 from console.db import utcnow
 from console.pagination import SortOption, keyset_page
+from console.params import parse_time
 from console.security.guards import require
 from console.security.permissions import Permission
 
 bp = Blueprint("audit", __name__)
 
 FILTERS = ("actor", "action", "target_type", "target_id", "outcome", "since", "until")
-
-
-def parse_time(raw: str | None) -> datetime | None:
-    """Accept `2026-11-03`, `2026-11-03T14:02` or full ISO; always UTC."""
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[str]]:
@@ -105,7 +94,7 @@ def index() -> Any:
     return render_template("audit/index.html", page=page, used=used, errors=errors, args=args)
 
 
-@bp.get("/audit/<int:seq>")
+@bp.get("/audit/<int(min=1, max=9223372036854775807):seq>")
 @login_required
 @require(Permission.AUDIT_VIEW)
 def entry(seq: int) -> Any:

@@ -6,6 +6,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from console.clitools import CommandError, echo
+
 demo_cli = AppGroup("demo", help="Demo data (refused in production).")
 
 
@@ -15,13 +17,13 @@ def seed_cmd(orders: int) -> None:
     """Seed deterministic demo data with a case of every runbook failure."""
     settings = current_app.config["SETTINGS"]
     if settings.is_production:
-        raise click.ClickException("demo seed is refused when CONSOLE_ENV=production")
+        raise CommandError("demo seed is refused when CONSOLE_ENV=production")
     from console import db
     from console.demo.seed import seed
 
     summary = seed(db.session(), volume=orders)
     for key, value in summary.items():
-        click.echo(f"{key}: {value}")
+        echo(f"{key}: {value}")
 
 
 @demo_cli.command("stripe-sync")
@@ -29,7 +31,7 @@ def stripe_sync_cmd() -> None:
     """Create the Stripe-side objects the seeded cases need (test mode or double only)."""
     settings = current_app.config["SETTINGS"]
     if settings.stripe_api_key.startswith(("sk_live", "rk_live")):
-        raise click.ClickException("stripe-sync refuses a live Stripe key")
+        raise CommandError("stripe-sync refuses a live Stripe key")
     from console import db
     from console.demo.stripe_sync import stripe_sync
     from console.payments.gateway import GatewayError, gateway
@@ -37,5 +39,5 @@ def stripe_sync_cmd() -> None:
     try:
         summary = stripe_sync(db.session(), gateway())
     except GatewayError as exc:
-        raise click.ClickException(f"Stripe: {exc}") from exc
-    click.echo(", ".join(f"{k}={v}" for k, v in summary.items()))
+        raise CommandError(f"Stripe: {exc}") from exc
+    echo(", ".join(f"{k}={v}" for k, v in summary.items()))

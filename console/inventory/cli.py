@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from console.clitools import echo
+
 inventory_cli = AppGroup("inventory", help="Stock and its ledger.")
 
 
@@ -21,8 +23,8 @@ def drift_cmd(dry_run: bool) -> None:
     report = inventory_drift(db.session(), dry_run=dry_run)
     for line in report.items:
         since = f"{line.since:%Y-%m-%d %H:%M} UTC" if line.since else "unknown"
-        click.echo(
+        echo(
             f"{line.sku}: stock={line.stock_count} ledger={line.ledger_total} "
             f"drift={line.drift:+d} pending_reserved={line.pending_units} since={since}"
         )
-    click.echo(f"scanned={report.scanned} drifting={len(report.items)} acted=0 errors=0")
+    echo(f"scanned={report.scanned} drifting={len(report.items)} acted=0 errors=0")

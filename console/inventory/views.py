@@ -36,7 +36,7 @@ def _min_drift(raw: str) -> int | None:
         value = int(raw)
     except ValueError:
         return None
-    return value if value > 0 else None
+    return min(value, 2**31 - 1) if value > 0 else None
 
 
 @bp.get("/inventory/drift")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from console.cli_support import run_job_command
+from console.clitools import run_job_command
 
 invoices_cli = AppGroup("invoices", help="Invoice transmission.")
 

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from console.cli_support import run_job_command
+from console.clitools import echo, run_job_command
 
 jobs_cli = AppGroup("jobs", help="Background jobs: workers, schedule and health.")
 
@@ -61,7 +61,7 @@ def status_cmd() -> None:
         last = h.last_run
         ran = f"{last.started_at:%Y-%m-%d %H:%M} {last.status.value}" if last else "never"
         ok = f"{h.last_success_at:%Y-%m-%d %H:%M}" if h.last_success_at else "never"
-        click.echo(
+        echo(
             f"{h.spec.name:<30} {h.spec.cron:<16} {'LATE' if h.late else 'on time':<8} "
             f"last run {ran}; last success {ok}; waiting {h.waiting}"
         )

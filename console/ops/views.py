@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from functools import lru_cache
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlalchemy import func, select, text
 
@@ -32,16 +34,50 @@ def migrations_head() -> str | None:
     return head
 
 
+def machine_caller() -> bool:
+    """Whether the caller may read machine details: the bearer token or an allowed network.
+
+    `METRICS_TOKEN` (Authorization: Bearer ...) or a client address inside
+    `METRICS_ALLOW_CIDRS` (after ProxyFix, so behind a proxy set PROXY_FIX_HOPS).
+    """
+    settings = current_app.config["SETTINGS"]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if (
+        settings.metrics_token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), settings.metrics_token.encode())
+    ):
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return any(address in network for network in settings.metrics_allow_cidrs)
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
-    """JSON health: database, migrations, last webhook time, job lateness. No login.
+    """JSON health. No login.
 
     503 when the database does not answer or its migrations are behind the
-    code (a load balancer then sends traffic elsewhere); 200 otherwise, with
-    late jobs reported as `degraded`.
+    code (a load balancer then sends traffic elsewhere), 200 otherwise.
+    Anonymous callers learn only up or down; the metrics token or an allowed
+    network also gets the database, migrations, last webhook time and job
+    lateness (late jobs: `degraded`).
     """
     now = utcnow()
     s = db.session()
+    if not machine_caller():
+        try:
+            applied = s.scalar(text("SELECT version_num FROM alembic_version"))
+            s.rollback()
+        except Exception:
+            s.rollback()
+            return jsonify(status="down"), 503
+        if applied != migrations_head():
+            return jsonify(status="down"), 503
+        return jsonify(status="up")
     body: dict[str, Any] = {"status": "ok", "time": now.isoformat()}
     try:
         s.execute(text("SELECT 1"))
@@ -80,6 +116,16 @@ def favicon() -> Any:
 
 @bp.get("/metrics")
 def metrics() -> Any:
+    """Prometheus text, for the bearer token or an allowed network only."""
+    if not machine_caller():
+        resp = jsonify(
+            error="Metrics need a bearer token (METRICS_TOKEN) or an address in "
+            "METRICS_ALLOW_CIDRS.",
+            status=401,
+        )
+        resp.status_code = 401
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return resp
     return metrics_response()
 
 

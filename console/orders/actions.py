@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import DecimalField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+from wtforms import TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length
 
 from console.actions.framework import (
     Action,
     ActionContext,
     ActionError,
     ActionForm,
+    MoneyField,
     Outcome,
     declare,
     loader,
 )
 from console.audit.service import record
+from console.currency import format_major
 from console.db import utcnow
 from console.inventory.models import InventoryReservation, ReservationStatus
 from console.ops.metrics import REFUND_OPERATIONS
@@ -373,23 +374,20 @@ def refundable(order: Order) -> tuple[int, str]:
 
 
 class RefundForm(ActionForm):
-    amount = DecimalField(
-        "Amount to refund (major units, e.g. 12.50)",
-        places=2,
-        validators=[InputRequired("Enter the amount to refund."), NumberRange(min=0.01)],
+    amount = MoneyField(
+        "Amount to refund",
+        validators=[InputRequired("Enter the amount to refund.")],
     )
 
 
 def _refund_params(form: ActionForm) -> dict[str, Any]:
-    value = form.data.get("amount")
-    if value is None:
-        return {}
-    return {"amount_minor": int((Decimal(value) * 100).to_integral_value())}
+    minor = getattr(form, "amount").minor  # noqa: B009  (declared on RefundForm)
+    return {} if minor is None else {"amount_minor": minor}
 
 
 def _refund_prefill(order: Order, form: ActionForm) -> None:
-    amount, _ = refundable(order)
-    form.amount.data = Decimal(amount) / 100
+    amount, currency = refundable(order)
+    form.amount.data = format_major(amount, currency)
 
 
 def _refund_precondition(order: Order) -> str | None:
@@ -430,7 +428,8 @@ def _refund_effect(ctx: ActionContext, order: Order) -> Outcome:
     available, currency = refundable(order)
     if amount <= 0 or amount > available:
         raise ActionError(
-            f"The amount must be between 0.01 and {money(available, currency)}.", status=422
+            f"The amount must be more than 0 and at most {money(available, currency)}.",
+            status=422,
         )
     payment = succeeded_payment(order)
     assert payment is not None
@@ -531,6 +530,7 @@ refund_order = declare(
         form=RefundForm,
         params=_refund_params,
         prefill=_refund_prefill,
+        currency=lambda order: refundable(order)[1],
         high_risk=True,
         danger=True,
         row=order_row,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from console.cli_support import cli_actor, run_job_command
+from console.clitools import CommandError, cli_actor, echo, run_job_command
 
 webhooks_cli = AppGroup("webhooks", help="Stripe webhook events.")
 payouts_cli = AppGroup("payouts", help="Seller payouts and money movements.")
@@ -24,9 +24,9 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
     s = db.session()
     event = load_event(s, event_id, True)
     if event is None:
-        raise click.ClickException(f"no stored event {event_id}")
+        raise CommandError(f"no stored event {event_id}")
     if event.processed_at is not None:
-        raise click.ClickException(
+        raise CommandError(
             f"{event_id} was already processed at {event.processed_at:%Y-%m-%d %H:%M} UTC; "
             "replay is only allowed while unprocessed"
         )
@@ -36,9 +36,9 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
             with s.no_autoflush:
                 apply_event(s, event, flush=False)
                 for what, change in describe_pending_changes(s, skip=event) or [("-", "no change")]:
-                    click.echo(f"would change {what}: {change}")
+                    echo(f"would change {what}: {change}")
         except Exception as exc:
-            click.echo(f"would fail: {exc}")
+            echo(f"would fail: {exc}")
         finally:
             nested.rollback()
             s.rollback()
@@ -60,7 +60,7 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
             details={"error": str(exc)[:1000]},
         )
         s.commit()
-        raise click.ClickException(f"replay failed: {result.error}") from exc
+        raise CommandError(f"replay failed: {result.error}") from exc
     record(
         s,
         action="webhooks:event:replay",
@@ -73,7 +73,7 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
         after={"status": status.value, "attempts": event.attempts},
     )
     s.commit()
-    click.echo(f"{event_id}: {status.value}")
+    echo(f"{event_id}: {status.value}")
 
 
 @payouts_cli.command("resume")

@@ -9,7 +9,6 @@ idempotency key later instead of assuming failure.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -301,20 +300,24 @@ class StripeGateway:
 
     # -- webhooks
 
-    def verify_webhook(
+    def verify_signature(
         self, payload: bytes, signature_header: str | None, tolerance: int = DEFAULT_TOLERANCE
-    ) -> dict[str, Any]:
-        """Verify Stripe's signature on the raw body; return the event as a dict."""
+    ) -> str:
+        """Verify Stripe's signature on the raw body; return the body as text (not parsed).
+
+        Parsing is the intake's job: it bounds depth, sizes and numbers first.
+        """
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SignatureError("body is not UTF-8") from exc
         try:
             stripe.WebhookSignature.verify_header(
-                payload.decode("utf-8"), signature_header or "", self.webhook_secret, tolerance
+                text, signature_header or "", self.webhook_secret, tolerance
             )
         except stripe.SignatureVerificationError as exc:
             raise SignatureError(str(exc)) from exc
-        except UnicodeDecodeError as exc:
-            raise SignatureError("body is not UTF-8") from exc
-        event: dict[str, Any] = json.loads(payload)
-        return event
+        return text
 
 
 def gateway() -> StripeGateway:

@@ -13,9 +13,9 @@ from sqlalchemy import func, or_, select
 from console import db
 from console.audit.chain import redact
 from console.audit.queries import history_for
-from console.audit.views import parse_time
 from console.db import utcnow
 from console.pagination import SortOption, keyset_page
+from console.params import parse_time
 from console.payments.handlers import HANDLERS
 from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
 from console.security.guards import require
@@ -128,8 +128,8 @@ def detail(event_id: str) -> Any:
         abort(404, f"No Stripe event {event_id} is stored here.")
     try:
         body = json.dumps(redact(json.loads(event.raw_body)), indent=2, ensure_ascii=False)
-    except ValueError:
-        body = "(the stored body is not JSON)"
+    except (ValueError, RecursionError):
+        body = str(redact(event.raw_body[:20000])) or "(the stored body is empty)"
     return render_template(
         "webhooks/detail.html",
         event=event,

@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from console import db
+from console.cardnumbers import mask_in, mask_pans
 from console.db import utcnow
 from console.extensions import csrf
 from console.ops.metrics import WEBHOOK_EVENTS
@@ -33,6 +35,19 @@ bp = Blueprint("stripe_webhooks", __name__)
 MAX_BODY = 1024 * 1024
 
 
+# Bounds on what a stored event may hold. Stripe's own events stay far inside
+# them; anything beyond is an event no handler could apply.
+MAX_DEPTH = 32
+MAX_STRING = 64 * 1024
+MAX_INT = 2**63 - 1
+COLUMN_LIMITS = {"id": 255, "type": 128, "api_version": 32}
+OBJECT_ID_MAX = 255
+
+
+class BadEvent(ValueError):
+    """A body that can never be processed as it stands; the message says why."""
+
+
 def _reject(reason: str, body: bytes, status: int, claimed_event_id: str | None = None) -> Any:
     """Answer a delivery we will not process, and keep a record of it."""
     WEBHOOK_EVENTS.labels("error").inc()
@@ -40,11 +55,11 @@ def _reject(reason: str, body: bytes, status: int, claimed_event_id: str | None 
         with db.separate_session() as s:
             s.add(
                 WebhookRejection(
-                    reason=reason[:255],
+                    reason=_printable(reason)[:255],
                     source_ip=request.remote_addr,
                     body_sha256=hashlib.sha256(body).hexdigest(),
                     body_size=len(body),
-                    claimed_event_id=(claimed_event_id or None) and claimed_event_id[:255],
+                    claimed_event_id=_usable_id(claimed_event_id),
                 )
             )
             s.commit()
@@ -53,10 +68,101 @@ def _reject(reason: str, body: bytes, status: int, claimed_event_id: str | None 
     return jsonify(error=reason), status
 
 
-def _claimed_id(body: bytes) -> str | None:
+def _printable(text: str) -> str:
+    """Text a column and a log line can hold: no NUL, no other control characters."""
+    return "".join(ch if ch in "\n\t" or ch.isprintable() else "\ufffd" for ch in text)
+
+
+def _usable_id(value: Any) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > COLUMN_LIMITS["id"]:
+        return None
+    return value if value.isprintable() else None
+
+
+def _bad_constant(name: str) -> Any:
+    raise BadEvent(f"the body holds {name}, which is not a JSON number")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadEvent(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 20:
+        raise BadEvent(f"the number {text[:40]}... is out of range")
+    value = int(text)
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise BadEvent(f"the number {text} is out of range (more than 64 bits)")
+    return value
+
+
+def parse_event(text: str) -> dict[str, Any]:
+    """Parse and check a verified body; BadEvent says why it can never be processed."""
     try:
-        value = json.loads(body).get("id")
-    except (ValueError, AttributeError):
+        event = json.loads(
+            text,
+            parse_constant=_bad_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+        )
+    except RecursionError:
+        raise BadEvent(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
+    except BadEvent:
+        raise
+    except ValueError as exc:
+        raise BadEvent(f"body is not JSON ({str(exc)[:120]})") from None
+    _check_values(event)
+    problem = _malformed(event)
+    if problem:
+        raise BadEvent(problem)
+    for key, limit in COLUMN_LIMITS.items():
+        value = event.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            raise BadEvent(f"the event's {key} is longer than {limit} characters")
+    object_id = event["data"]["object"].get("id")
+    if isinstance(object_id, str) and len(object_id) > OBJECT_ID_MAX:
+        raise BadEvent(f"data.object.id is longer than {OBJECT_ID_MAX} characters")
+    created = event.get("created")
+    if created is not None and (
+        not isinstance(created, int) or isinstance(created, bool) or not 0 <= created < 2**33
+    ):
+        raise BadEvent("the event's created time is not a Unix time in range")
+    return dict(event)
+
+
+def _check_values(root: Any) -> None:
+    """Depth, string sizes and NUL characters, without recursion."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadEvent(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_string(key, "a key")
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_string(value, "a value")
+
+
+def _check_string(value: str, what: str) -> None:
+    if len(value) > MAX_STRING:
+        raise BadEvent(f"{what} is longer than {MAX_STRING} characters")
+    if "\x00" in value:
+        raise BadEvent(f"{what} holds a NUL character")
+
+
+def _claimed_id(body: bytes) -> str | None:
+    """The id a body says it has, read cheaply and safely (for the rejection record)."""
+    try:
+        value = json.loads(body, parse_constant=_bad_constant, parse_int=_parse_int).get("id")
+    except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 
@@ -64,7 +170,13 @@ def _claimed_id(body: bytes) -> str | None:
 @bp.post("/webhooks/stripe")
 @csrf.exempt
 def receive() -> Any:
-    """Stripe's endpoint: signature only."""
+    """Stripe's endpoint: signature only.
+
+    Unsigned (or badly signed): 400, recorded as a rejection. Signed but
+    impossible to process (too deep, oversized, NUL, numbers out of range,
+    not an event): stored as a failed event with the reason and answered
+    200, so Stripe stops redelivering something no retry can fix.
+    """
     length = request.content_length
     if length is not None and length > MAX_BODY:
         return _reject("body larger than 1 MB", b"", 413)
@@ -74,20 +186,19 @@ def receive() -> Any:
     if request.mimetype != "application/json":
         return _reject(f"content type {request.mimetype or 'missing'} is not JSON", body, 415)
     try:
-        event = gateway().verify_webhook(body, request.headers.get("Stripe-Signature"))
+        text = gateway().verify_signature(body, request.headers.get("Stripe-Signature"))
     except SignatureError as exc:
         log.warning("Stripe signature verification failed: %s", exc)
         return _reject(
             "signature verification failed: " + str(exc)[:180], body, 400, _claimed_id(body)
         )
-    except ValueError:
-        return _reject("body is not JSON", body, 400)
-    problem = _malformed(event)
-    if problem:
-        return _reject(problem, body, 400, _claimed_id(body))
-
     s = db.session()
-    stored = store_event(s, event, body.decode("utf-8"))
+    try:
+        event = parse_event(text)
+    except BadEvent as exc:
+        return _store_unprocessable(s, text, str(exc))
+    masked, changed = mask_in(event)
+    stored = store_event(s, masked, json.dumps(masked, ensure_ascii=False) if changed else text)
     if stored is None:
         WEBHOOK_EVENTS.labels("duplicate").inc()
         return jsonify(status="duplicate", id=event["id"]), 200
@@ -96,6 +207,47 @@ def receive() -> Any:
     if result.status == WebhookStatus.FAILED and result.retryable:
         return jsonify(status="failed", id=event["id"], error=result.error), 503
     return jsonify(status=result.status.value, id=event["id"]), 200
+
+
+def _store_unprocessable(s: Session, text: str, reason: str) -> Any:
+    """Keep a signed event that can never be processed as `failed`, with why; answer 200."""
+    claimed: dict[str, Any] = {}
+    try:
+        loose = json.loads(text, parse_constant=lambda _name: None)
+        if isinstance(loose, dict):
+            claimed = loose
+    except (ValueError, RecursionError):
+        pass
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    event_id = _usable_id(claimed.get("id")) or f"unprocessable_{digest[:40]}"
+    event_type = claimed.get("type")
+    if not isinstance(event_type, str) or not event_type.isprintable() or len(event_type) > 128:
+        event_type = "unprocessable"
+    # Stored text never holds a NUL (PostgreSQL cannot) nor a card number.
+    raw = mask_pans(text.replace("\x00", "\\u0000"))
+    row = WebhookEvent(
+        event_id=event_id,
+        type=event_type,
+        raw_body=raw,
+        status=WebhookStatus.FAILED,
+        attempts=1,
+        last_error=f"unprocessable: {_printable(reason)}"[:2000],
+    )
+    s.add(row)
+    try:
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        s.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.event_id == event_id)
+            .values(deliveries=WebhookEvent.deliveries + 1)
+        )
+        s.commit()
+        return jsonify(status="duplicate", id=event_id), 200
+    WEBHOOK_EVENTS.labels("error").inc()
+    log.warning("stored unprocessable webhook %s: %s", event_id, reason)
+    return jsonify(status="failed", id=event_id, error=reason), 200
 
 
 def _malformed(event: Any) -> str | None:
@@ -170,10 +322,15 @@ def apply_event(s: Session, event_row: WebhookEvent, *, flush: bool = True) -> W
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether Stripe redelivering (or a person retrying) can help."""
-    return isinstance(exc, OperationalError | DBAPIError) or (
-        isinstance(exc, GatewayError) and exc.retryable
-    )
+    """Whether Stripe redelivering (or a person retrying) can help.
+
+    A lost connection or a lock timeout can pass; data the database refuses
+    (too long, out of range, a constraint) never will, so it is not retryable
+    and the event is not answered 503 for the days Stripe keeps trying.
+    """
+    if isinstance(exc, GatewayError):
+        return exc.retryable
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def process_event(s: Session, event_id: str) -> ProcessResult:
@@ -211,7 +368,7 @@ def mark_failed(s: Session, event_id: str, error: str, *, retryable: bool) -> Pr
         .values(
             status=WebhookStatus.FAILED,
             attempts=WebhookEvent.attempts + 1,
-            last_error=error[:2000],
+            last_error=_printable(error)[:2000],
         )
     )
     s.commit()

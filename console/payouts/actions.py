@@ -19,7 +19,7 @@ from console.actions.framework import (
     loader,
 )
 from console.audit.service import record
-from console.db import utcnow
+from console.db import parse_id, utcnow
 from console.jobs.engine import enqueue
 from console.jobs.tasks import RELEASE_APPROVAL
 from console.payments.gateway import gateway
@@ -175,13 +175,10 @@ request = declare(
 
 
 def load_approval(s: Session, approval_id: str, lock: bool) -> Approval | None:
-    if not approval_id.isdigit():
+    key = parse_id(approval_id)
+    if key is None:
         return None
-    stmt = (
-        select(Approval)
-        .where(Approval.id == int(approval_id))
-        .options(selectinload(Approval.items))
-    )
+    stmt = select(Approval).where(Approval.id == key).options(selectinload(Approval.items))
     if lock:
         stmt = stmt.with_for_update(of=Approval, nowait=True)
     return s.scalar(stmt)

@@ -146,7 +146,7 @@ def approvals() -> Any:
     )
 
 
-@bp.get("/approvals/<int:approval_id>/progress")
+@bp.get("/approvals/<int(min=1, max=2147483647):approval_id>/progress")
 @login_required
 @require(Permission.QUEUES_VIEW)
 def approval_progress(approval_id: int) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from console.cli_support import cli_actor, run_job_command
+from console.clitools import CommandError, cli_actor, echo, run_job_command
 
 reconcile_cli = AppGroup("reconcile", help="Compare Stripe with our records.")
 
@@ -33,6 +33,6 @@ def run_cmd(**filters: str | None) -> None:
         run_job_command("reconcile")
         return
     run = run_reconciliation(db.session(), gateway(), clean, started_by=str(cli_actor()["sub"]))
-    click.echo(run_summary(run))
+    echo(run_summary(run))
     if run.error:
-        raise click.ClickException(run.error)
+        raise CommandError(run.error)

@@ -87,7 +87,7 @@ def _findings(s: Session, args: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@bp.get("/reconciliation/runs/<int:run_id>")
+@bp.get("/reconciliation/runs/<int(min=1, max=2147483647):run_id>")
 @login_required
 @require(Permission.QUEUES_VIEW)
 def run_status(run_id: int) -> Any:

@@ -7,9 +7,10 @@ identity provider, in any mode.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
+# auth_time is whole seconds from another machine's clock.
+CLOCK_SKEW_SECONDS = 5
+UNKNOWN_AUTH_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 DEMO_IDENTITIES = [
     ("support@example.test", "Support staff (ops-support)"),
@@ -143,10 +147,18 @@ def login() -> Any:
     session["login_next"] = next_url
     step_up = bool(request.args.get("step_up"))
     session["login_step_up"] = step_up
+    if step_up:
+        # The IdP's auth_time must be later than this moment (checked at the callback).
+        session["step_up_requested_at"] = int(time.time())
+    else:
+        session.pop("step_up_requested_at", None)
     extra: dict[str, Any] = {}
     hint = request.args.get("login_hint", "").strip()
     if hint:
         extra["login_hint"] = hint[:320]
+    if request.args.get("switch"):
+        # "Sign in as someone else": the IdP must ask, even if it has a session.
+        extra["prompt"] = "login"
     if step_up:
         # Step-up: ask the IdP for a fresh authentication and check auth_time.
         extra["max_age"] = 0
@@ -185,6 +197,7 @@ def _claims_from(token: dict[str, Any]) -> dict[str, Any]:
 def callback() -> Any:
     """Finish the authorization-code flow and sign the user in."""
     step_up = bool(session.pop("login_step_up", False))
+    requested_at = session.pop("step_up_requested_at", None)
     next_url = safe_next(session.pop("login_next", None))
     if request.args.get("error"):
         error = request.args.get("error", "")[:100]
@@ -219,10 +232,16 @@ def callback() -> Any:
             "signature, audience or expiry). Nothing was signed in. Please start again.",
             400,
         )
-    return _finish_login(claims, next_url, step_up)
+    return _finish_login(claims, next_url, step_up, requested_at, token.get("id_token"))
 
 
-def _finish_login(claims: dict[str, Any], next_url: str, step_up: bool) -> Any:
+def _finish_login(
+    claims: dict[str, Any],
+    next_url: str,
+    step_up: bool,
+    requested_at: int | None = None,
+    id_token: str | None = None,
+) -> Any:
     settings = current_app.config["SETTINGS"]
     sub = str(claims.get("sub") or "")
     if not sub:
@@ -233,12 +252,13 @@ def _finish_login(claims: dict[str, Any], next_url: str, step_up: bool) -> Any:
     groups = [str(g) for g in raw_groups]
     roles = roles_from_groups(groups, settings.role_map)
     email = str(claims.get("email") or "")
-    auth_time_raw = claims.get("auth_time")
-    auth_time = (
-        datetime.fromtimestamp(int(auth_time_raw), UTC) if auth_time_raw is not None else utcnow()
-    )
+    auth_time = _auth_time(claims.get("auth_time"))
     actor = {"sub": sub, "email": email, "roles": roles}
     s = db.session()
+    if step_up:
+        refused = _check_step_up(sub, email, auth_time, requested_at, settings.step_up_seconds)
+        if refused is not None:
+            return refused
     if not roles:
         record_now(
             action="auth:login:denied",
@@ -247,19 +267,10 @@ def _finish_login(claims: dict[str, Any], next_url: str, step_up: bool) -> Any:
             details={"groups": groups, "why": "no group maps to a console role"},
         )
         return render_template("errors/no_role.html", email=email, groups=groups), 403
-    if step_up and not _fresh(auth_time, settings.step_up_seconds):
-        record_now(
-            action="auth:step_up:failed",
-            outcome="failed",
-            actor=actor,
-            details={"auth_time": auth_time.isoformat()},
-        )
-        return _error_page(
-            "Re-authentication did not happen",
-            "The identity provider did not ask you to sign in again, so this high-risk "
-            "action cannot go ahead. Try again; if it repeats, contact IT.",
-            401,
-        )
+    if auth_time is None:
+        # No auth_time: the IdP may have reused an old session, so this login does
+        # not count as a recent authentication (a high-risk action asks for step-up).
+        auth_time = UNKNOWN_AUTH_TIME
     user = s.execute(select(User).where(User.sub == sub)).scalar_one_or_none()
     if user is None:
         user = User(sub=sub)
@@ -287,6 +298,8 @@ def _finish_login(claims: dict[str, Any], next_url: str, step_up: bool) -> Any:
     s.commit()
     login_user(load_current_user(s, token))
     session.permanent = True
+    if isinstance(id_token, str) and len(id_token) < 3000:
+        session["id_token"] = id_token  # the hint for RP-initiated logout
     if step_up:
         flash("Re-authenticated. You can now complete the high-risk action.", "success")
     return redirect(next_url)
@@ -296,6 +309,79 @@ def _fresh(auth_time: datetime, within_seconds: int) -> bool:
     return (utcnow() - auth_time).total_seconds() <= within_seconds
 
 
+def _auth_time(raw: Any) -> datetime | None:
+    """The ID token's auth_time as a UTC time; None when absent or not a Unix time."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(int(raw), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _check_step_up(
+    sub: str,
+    email: str,
+    auth_time: datetime | None,
+    requested_at: int | None,
+    within_seconds: int,
+) -> Any:
+    """Refuse a step-up that is not the same person, freshly; None when it is.
+
+    The session is left as it was: the person stays signed in as themselves,
+    and the refusal is audited against them.
+    """
+    original = current_user.actor() if current_user.is_authenticated else None
+    if original is not None and original["sub"] != sub:
+        record_now(
+            action="auth:step_up:failed",
+            outcome="failed",
+            actor=original,
+            target_type="user",
+            target_id=original["sub"],
+            details={
+                "why": "a different identity signed in at the identity provider",
+                "signed_in_sub": sub,
+                "signed_in_email": email,
+            },
+        )
+        return _error_page(
+            "Re-authentication was for someone else",
+            f"The identity provider signed in {email or sub}, but this console session "
+            f"belongs to {original['email'] or original['sub']}. The re-authentication was "
+            "ended and nothing changed: you are still signed in as yourself. To act as "
+            "another person, sign out first.",
+            403,
+        )
+    why = None
+    if auth_time is None:
+        why = "the ID token has no auth_time"
+    elif requested_at is None or auth_time.timestamp() < requested_at - CLOCK_SKEW_SECONDS:
+        why = "auth_time is earlier than the re-authentication request"
+    elif not _fresh(auth_time, within_seconds):
+        why = "auth_time is not recent"
+    if why is None:
+        return None
+    record_now(
+        action="auth:step_up:failed",
+        outcome="failed",
+        actor=original or {"sub": sub, "email": email, "roles": []},
+        target_type="user",
+        target_id=sub,
+        details={
+            "why": why,
+            "auth_time": auth_time.isoformat() if auth_time else None,
+            "requested_at": requested_at,
+        },
+    )
+    return _error_page(
+        "Re-authentication did not happen",
+        "The identity provider did not ask you to sign in again, so this high-risk "
+        "action cannot go ahead. Try again; if it repeats, contact IT.",
+        401,
+    )
+
+
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
     """GET asks for confirmation; POST (CSRF-checked) ends the session server-side."""
@@ -303,6 +389,7 @@ def logout() -> Any:
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login"))
         return render_template("auth/logout.html")
+    id_token = session.get("id_token")
     if current_user.is_authenticated:
         s = db.session()
         actor = current_user.actor()
@@ -312,4 +399,30 @@ def logout() -> Any:
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
+    end_url = _end_session_url(id_token)
+    if end_url:
+        # RP-initiated logout: end the IdP's session too, so the next sign-in asks.
+        return redirect(end_url, code=303)
     return redirect(url_for("auth.login"))
+
+
+def _end_session_url(id_token: str | None) -> str | None:
+    """The IdP's end_session_endpoint with id_token_hint, or None when it has none."""
+    if current_app.extensions["console_oauth"].create_client("idp") is None:
+        return None
+    try:
+        metadata = _idp().load_server_metadata()
+    except (requests.RequestException, AuthlibBaseError, ValueError) as exc:
+        log.warning("identity provider metadata unavailable at logout: %s", exc)
+        return None
+    endpoint = metadata.get("end_session_endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return None
+    params = {
+        "client_id": current_app.config["SETTINGS"].oidc_client_id,
+        "post_logout_redirect_uri": url_for("auth.login", _external=True),
+    }
+    if id_token:
+        params["id_token_hint"] = id_token
+    separator = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{separator}{urlencode(params)}"

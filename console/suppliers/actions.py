@@ -13,15 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.actions.framework import Action, ActionContext, Outcome, declare
+from console.db import parse_id
 from console.security.permissions import Permission
 from console.suppliers.models import Supplier, SupplierSyncRun, SyncStatus
 from console.suppliers.services import start_resume
 
 
 def load_run(s: Session, key: str, lock: bool) -> SupplierSyncRun | None:
-    try:
-        run_id = int(key)
-    except ValueError:
+    run_id = parse_id(key)
+    if run_id is None:
         return None
     stmt = select(SupplierSyncRun).where(SupplierSyncRun.id == run_id)
     if lock:

@@ -122,7 +122,7 @@ def index() -> Any:
     return render_template("suppliers/index.html", **ctx)
 
 
-@bp.get("/suppliers/runs/<int:run_id>")
+@bp.get("/suppliers/runs/<int(min=1, max=2147483647):run_id>")
 @login_required
 @require(Permission.QUEUES_VIEW)
 def run(run_id: int) -> Any:
@@ -148,7 +148,7 @@ def run(run_id: int) -> Any:
     )
 
 
-@bp.get("/suppliers/runs/<int:run_id>/status")
+@bp.get("/suppliers/runs/<int(min=1, max=2147483647):run_id>/status")
 @login_required
 @require(Permission.QUEUES_VIEW)
 def run_status(run_id: int) -> Any:

@@ -45,6 +45,8 @@ const configuration = {
       grant_types: ["authorization_code"],
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_basic",
+      // auth_time in every ID token: the console checks it for step-up.
+      require_auth_time: true,
     },
   ],
   pkce: { required: () => true },
@@ -73,7 +75,19 @@ const configuration = {
   cookies: { keys: [crypto.randomBytes(32).toString("hex")] },
   features: {
     devInteractions: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // The default page loads web fonts from the internet; this one is local.
+      async logoutSource(ctx, form) {
+        ctx.body = `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Sign out of the demo identity provider</title></head><body>
+<main><h1>Sign out of the demo identity provider?</h1>
+<p>The console session has ended. Sign out here too, so the next sign-in asks who you are.</p>
+${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button></main></body></html>`;
+      },
+    },
   },
   ttl: {
     AccessToken: 3600,

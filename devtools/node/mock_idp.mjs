@@ -8,7 +8,8 @@
 // Control API (loopback only):
 //   POST /_control/identities {"login_hint", "claims": {sub, email, groups, ...}}
 //   POST /_control/fault {"mode": deny|wrong_nonce|wrong_audience|expired|
-//        bad_signature|stale_auth_time|claims_in_userinfo_only|none}
+//        bad_signature|stale_auth_time|early_auth_time|no_auth_time|
+//        claims_in_userinfo_only|none}
 //        applies to the NEXT authorization only
 //   POST /_control/reset
 import http from "node:http";
@@ -65,6 +66,9 @@ service.on("beforeTokenSigning", (token, req) => {
     return;
   }
   p.auth_time = record.fault === "stale_auth_time" ? now() - 3600 : record.authTime;
+  // Fresh enough for a 5-minute window, but from before the step-up was asked for.
+  if (record.fault === "early_auth_time") p.auth_time = record.authTime - 60;
+  if (record.fault === "no_auth_time") delete p.auth_time;
   if (record.fault !== "claims_in_userinfo_only") {
     for (const [k, v] of Object.entries(claims)) p[k] = v;
   }

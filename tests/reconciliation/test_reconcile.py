@@ -331,9 +331,10 @@ def test_two_runs_at_once_do_not_duplicate_findings(committed_app, stripe, strip
     for t in threads:
         t.join(timeout=60)
     # CliRunner swaps sys.stdout process-wide, so read the runs from the database.
+    # The cron lock lets one copy run at a time: the other skipped, or ran after it.
     with committed_app.app_context():
         runs = db.session().scalars(select(ReconciliationRun)).all()
-    assert [r.status.value for r in runs] == ["succeeded", "succeeded"]
+    assert [r.status.value for r in runs] in (["succeeded"], ["succeeded", "succeeded"])
     found = findings(committed_app)
     assert len(found) == 5 and all(
         f.type == FindingType.STRIPE_PAID_NO_ORDER for f in found.values()

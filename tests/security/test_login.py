@@ -101,7 +101,7 @@ def test_logout_ends_session_server_side_and_old_cookie_is_dead(app, auth, clien
     cookie = client.get_cookie("console_session")
     assert cookie is not None
     old_value = cookie.value
-    assert auth.logout().status_code == 302
+    assert auth.logout().status_code == 303  # on to the IdP's end_session_endpoint
     assert client.get("/").status_code == 302
     # Replaying the cookie captured before logout does not bring the session back.
     client.set_cookie("console_session", old_value)

@@ -39,6 +39,15 @@ def parse_role_map(raw: str) -> dict[str, str]:
     return mapping
 
 
+def _sqlalchemy_url(url: str) -> str:
+    """postgres:// and postgresql:// as SQLAlchemy's psycopg 3 URL."""
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -72,11 +81,22 @@ class Settings:
     audit_retention_days: int = 400
     stripe_timeout_seconds: float = 10.0
     stripe_max_requests_per_second: float = 20.0
+    database_migration_url: str | None = None
+    audit_checkpoint_dir: str = "instance/audit-checkpoints"
+    audit_checkpoint_every: int = 1000
+    stripe_max_attempts: int = 3
+    stripe_call_deadline_seconds: float = 25.0
+    worker_timeout_seconds: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def owner_database_url(self) -> str:
+        """Where migrations and the retention purge connect: the owner of the tables."""
+        return self.database_migration_url or self.database_url
 
     @property
     def is_sqlite(self) -> bool:
@@ -100,10 +120,8 @@ def load_settings(
         folder = Path(instance_path or "instance")
         folder.mkdir(parents=True, exist_ok=True)
         database_url = f"sqlite:///{(folder / 'console.sqlite3').resolve()}"
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    database_url = _sqlalchemy_url(database_url)
+    migration_url = _sqlalchemy_url(env.get("DATABASE_MIGRATION_URL", "").strip()) or None
     if strict and database_url.startswith("sqlite"):
         raise ConfigError("DATABASE_URL points at SQLite; production needs PostgreSQL")
 
@@ -142,6 +160,19 @@ def load_settings(
     if signing_key and not Path(signing_key).is_file():
         raise ConfigError(f"AUDIT_SIGNING_KEY points at {signing_key}, which is not a file")
 
+    stripe_timeout = float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10))
+    deadline = float(_int(env, "STRIPE_CALL_DEADLINE_SECONDS", 25))
+    worker_timeout = _int(env, "WORKER_TIMEOUT_SECONDS", 30)
+    if not 0 < stripe_timeout <= deadline < worker_timeout:
+        raise ConfigError(
+            "Stripe calls must give up before the web worker is killed: need "
+            f"STRIPE_TIMEOUT_SECONDS ({stripe_timeout:g}) <= STRIPE_CALL_DEADLINE_SECONDS "
+            f"({deadline:g}) < WORKER_TIMEOUT_SECONDS ({worker_timeout})"
+        )
+    checkpoint_dir = env.get("AUDIT_CHECKPOINT_DIR", "").strip() or str(
+        Path(instance_path or "instance") / "audit-checkpoints"
+    )
+
     return Settings(
         env=mode,
         database_url=database_url,
@@ -160,7 +191,13 @@ def load_settings(
         session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
         step_up_seconds=_int(env, "STEP_UP_SECONDS", 300),
         audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 400),
-        stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
+        stripe_timeout_seconds=stripe_timeout,
         # Stripe test mode allows 25 requests/s; stay under it by default.
         stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
+        database_migration_url=migration_url,
+        audit_checkpoint_dir=checkpoint_dir,
+        audit_checkpoint_every=_int(env, "AUDIT_CHECKPOINT_EVERY", 1000),
+        stripe_max_attempts=max(1, _int(env, "STRIPE_MAX_ATTEMPTS", 3)),
+        stripe_call_deadline_seconds=deadline,
+        worker_timeout_seconds=worker_timeout,
     )

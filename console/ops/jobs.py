@@ -51,6 +51,9 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec("reconcile", "Stripe reconciliation", timedelta(hours=24), "reconcile run"),
         JobSpec("supplier-sync", "Supplier sync", timedelta(hours=1), "suppliers sync"),
+        JobSpec(
+            "audit-checkpoint", "Signed audit checkpoint", timedelta(hours=1), "audit checkpoint"
+        ),
     )
 }
 

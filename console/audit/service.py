@@ -68,13 +68,16 @@ def record_now(
     audit write that fails is logged loudly and never turns a clear error
     page into a traceback.
     """
-    if has_request_context():
-        from console import db
-
-        db.session().rollback()
     try:
+        # Who and from where, before the request's transaction ends (loading the
+        # signed-in user reads the database through the request's session).
+        who = actor if actor is not None else current_actor()
+        if has_request_context():
+            from console import db
+
+            db.session().rollback()
         with separate_session() as s:
-            entry = record(s, action=action, outcome=outcome, actor=actor, **fields)
+            entry = record(s, action=action, outcome=outcome, actor=who or {}, **fields)
             seq = entry.seq
             s.commit()
             return seq

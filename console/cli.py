@@ -39,7 +39,10 @@ def db_upgrade(revision: str) -> None:
         try:
             grant_app_role(settings.owner_database_url, str(app_role))
         except RoleError as exc:
-            raise click.ClickException(str(exc)) from exc
+            if "does not exist" not in str(exc):
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"application role {app_role} does not exist yet: `db create-app-role`")
+            return
         click.echo(f"grants of the application role {app_role} re-applied")
 
 

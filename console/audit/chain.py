@@ -258,24 +258,14 @@ def display_columns(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def display_problems(entry: AuditEntry) -> list[str]:
-    """How the stored row differs from what was hashed (empty when it does not).
-
-    The pages show the filterable columns; this says, per row, whether they
-    are still what the canonical form holds, and whether that form still
-    hashes to the stored hash, so an edit made behind the application's back
-    is flagged where it is read.
-    """
-    problems: list[str] = []
-    if entry_hash(entry.canonical) != entry.hash:
-        problems.append("its hash does not match its canonical form")
+def display_differences(entry: AuditEntry) -> list[tuple[str, Any, Any]]:
+    """(column, stored value, hashed value) for each column that is not what was hashed."""
     try:
         body = json.loads(entry.canonical)
     except ValueError:
-        return [*problems, "its canonical form is not JSON"]
+        return [("canonical", entry.canonical[:200], "(not JSON)")]
     if not isinstance(body, dict):
-        return [*problems, "its canonical form is not an object"]
-    expected = display_columns(body)
+        return [("canonical", entry.canonical[:200], "(not an object)")]
     stored = {
         "seq": entry.seq,
         "prev_hash": entry.prev_hash,
@@ -293,10 +283,26 @@ def display_problems(entry: AuditEntry) -> list[str]:
         "ip": entry.ip,
         "details": entry.details,
     }
-    problems.extend(
-        f"{column} differs from what was hashed"
-        for column, value in expected.items()
+    return [
+        (column, stored[column], value)
+        for column, value in display_columns(body).items()
         if canonical_json(stored[column]) != canonical_json(value)
+    ]
+
+
+def display_problems(entry: AuditEntry) -> list[str]:
+    """How the stored row differs from what was hashed (empty when it does not).
+
+    The pages show the filterable columns; this says, per row, whether they
+    are still what the canonical form holds, and whether that form still
+    hashes to the stored hash, so an edit made behind the application's back
+    is flagged where it is read.
+    """
+    problems: list[str] = []
+    if entry_hash(entry.canonical) != entry.hash:
+        problems.append("its hash does not match its canonical form")
+    problems.extend(
+        f"{column} differs from what was hashed" for column, _, _ in (display_differences(entry))
     )
     return problems
 

@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 
 from console import db
-from console.audit.chain import display_problems
+from console.audit.chain import display_differences, display_problems
 from console.audit.export import (
     FORMATS,
     ExportError,
@@ -136,7 +136,7 @@ def entry(seq: int) -> Any:
     e = db.session().get(AuditEntry, seq)
     if e is None:
         abort(404, f"There is no audit entry #{seq}.")
-    return render_template("audit/entry.html", e=e)
+    return render_template("audit/entry.html", e=e, differences=display_differences(e))
 
 
 @bp.get("/audit/export/verify_bundle.py")

@@ -3,8 +3,11 @@
 Every value can be changed by the environment variable named beside it.
 - Workers are stateless: sessions, locks and jobs live in PostgreSQL, so any
   number of workers on any number of machines serve the same console.
-- The worker timeout is longer than the worst Stripe call (timeout x tries)
-  so a slow Stripe answer is a clean error for the user, never a killed worker.
+- The worker timeout is WORKER_TIMEOUT_SECONDS (default 30), the one number
+  the console's own limits are set against: its configuration refuses to
+  start unless a Stripe call gives up, retries included
+  (STRIPE_CALL_DEADLINE_SECONDS), before the worker would be killed. A slow
+  Stripe is then a clean 502 with its audit entry, never a killed worker.
 - Prometheus counters from every worker add up (the client's multiprocess
   mode): PROMETHEUS_MULTIPROC_DIR holds one file per process; files of dead
   processes are dropped at start, and a worker's are marked dead when it exits.
@@ -24,9 +27,8 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
-# STRIPE_TIMEOUT_SECONDS (default 10) x 2 tries, plus the database: 60 s is ample.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+timeout = int(os.environ.get("WORKER_TIMEOUT_SECONDS", "30"))
+graceful_timeout = timeout
 keepalive = 5
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = 500
@@ -41,15 +43,17 @@ access_log_format = (
 )
 control_socket_disable = True
 
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"console-metrics-{os.getpid()}")
-)
-
 
 def on_starting(server: object) -> None:
+    # Set here, in the master before it forks the workers (they import the
+    # metrics client, which reads it once), not when this file is read.
+    metrics_dir = os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR",
+        str(Path(tempfile.gettempdir()) / f"console-metrics-{os.getpid()}"),
+    )
     # Counters of processes that are gone must not be added to this run's; the
     # files of live processes (job workers sharing the folder) stay.
-    folder = Path(_metrics_dir)
+    folder = Path(metrics_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for path in folder.glob("*.db"):
         pid = path.stem.rsplit("_", 1)[-1]

@@ -48,6 +48,10 @@ def fill(url: str, n: int) -> None:
     start = utcnow() - timedelta(days=30)
     prev = GENESIS_HASH
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        # Bulk load as the superuser: skip the per-row append trigger (it would check and
+        # move the head a million times) and the head's guard; the rows are built exactly
+        # as the append path builds them.
+        cur.execute("SET session_replication_role = replica")
         with cur.copy(
             "COPY audit_entries (seq, ts, actor_sub, actor_email, actor_roles, action, "
             "target_type, target_id, outcome, reason, details, prev_hash, hash, canonical) "
@@ -174,7 +178,8 @@ def main() -> None:
                 sampler.join()
                 assert bundle.manifest["count"] == n
             t0 = time.perf_counter()
-            count, *_ = verify(Path(tmp) / "bundle", Path(tmp) / "bundle" / "public_key.pem")
+            pin = bundle.manifest["public_key_sha256"]  # the bench signed it: it knows the key
+            count = verify(Path(tmp) / "bundle", fingerprint=pin).count
             check = time.perf_counter() - t0
             assert count == n
 

@@ -129,6 +129,7 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(bp)
 
     # Declarations register themselves on import: actions, webhook handlers, jobs.
+    from console.audit import jobs as _audit_jobs  # noqa: F401
     from console.coupons import actions as _coupon_actions  # noqa: F401
     from console.coupons import jobs as _coupon_jobs  # noqa: F401
     from console.inventory import actions as _inventory_actions  # noqa: F401

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import getpass
 import re
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from console.ops.jobs import JobReport
 
 # C0 controls but newline and tab, DEL and the C1 controls (0x9b is a one-byte CSI).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -49,8 +52,8 @@ def cli_actor() -> dict[str, object]:
     return {"sub": f"cli:{user}", "email": None, "roles": ["cli"]}
 
 
-def run_job_command(name: str, *, dry_run: bool = False) -> None:
-    """Run job `name` once from the CLI and print its lines and summary."""
+def run_job_command(name: str, *, dry_run: bool = False) -> JobReport | None:
+    """Run job `name` once from the CLI, print its lines and summary; None if it skipped."""
     from console import db
     from console.ops.jobs import JobSkipped, execute
 
@@ -59,9 +62,10 @@ def run_job_command(name: str, *, dry_run: bool = False) -> None:
         report = execute(s, name, trigger=str(cli_actor()["sub"]), dry_run=dry_run)
     except JobSkipped as exc:
         echo(f"{exc}; nothing was done (normal when cron and the job workers overlap)")
-        return
+        return None
     for line in report.lines:
         echo(line)
     echo(report.summary(dry_run=dry_run))
     if report.errors and report.last_error:
         echo(f"last error: {report.last_error}", err=True)
+    return report

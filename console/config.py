@@ -81,6 +81,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _sqlalchemy_url(url: str) -> str:
+    """postgres:// and postgresql:// as SQLAlchemy's psycopg 3 URL."""
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -126,11 +135,22 @@ class Settings:
     supplier_timeout_seconds: float = 10.0
     metrics_token: str = ""
     metrics_allow_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    database_migration_url: str | None = None
+    audit_checkpoint_dir: str = "instance/audit-checkpoints"
+    audit_checkpoint_every: int = 1000
+    stripe_max_attempts: int = 3
+    stripe_call_deadline_seconds: float = 25.0
+    worker_timeout_seconds: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def owner_database_url(self) -> str:
+        """Where migrations and the retention purge connect: the owner of the tables."""
+        return self.database_migration_url or self.database_url
 
 
 def load_settings(
@@ -150,15 +170,14 @@ def load_settings(
         from console.embedded_db import default_url
 
         database_url = default_url(Path(instance_path or "instance"))
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    if not database_url.startswith("postgresql"):
-        raise ConfigError(
-            "DATABASE_URL must be a PostgreSQL URL (postgresql://...): the console relies on "
-            "row locks with NOWAIT/SKIP LOCKED, append-only triggers and partial indexes"
-        )
+    database_url = _sqlalchemy_url(database_url)
+    migration_url = _sqlalchemy_url(env.get("DATABASE_MIGRATION_URL", "").strip()) or None
+    for name, url in (("DATABASE_URL", database_url), ("DATABASE_MIGRATION_URL", migration_url)):
+        if url is not None and not url.startswith("postgresql"):
+            raise ConfigError(
+                f"{name} must be a PostgreSQL URL (postgresql://...): the console relies on "
+                "row locks with NOWAIT/SKIP LOCKED, append-only triggers and partial indexes"
+            )
 
     secret_key = env.get("SECRET_KEY", "")
     if not secret_key:
@@ -202,6 +221,18 @@ def load_settings(
     if cidrs_raw is None and not strict:
         cidrs_raw = "127.0.0.1/32,::1/128"  # demo and tests: this machine only
     metrics_allow_cidrs = parse_cidrs(cidrs_raw or "")
+    stripe_timeout = float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10))
+    deadline = float(_int(env, "STRIPE_CALL_DEADLINE_SECONDS", 25))
+    worker_timeout = _int(env, "WORKER_TIMEOUT_SECONDS", 30)
+    if not 0 < stripe_timeout <= deadline < worker_timeout:
+        raise ConfigError(
+            "Stripe calls must give up before the web worker is killed: need "
+            f"STRIPE_TIMEOUT_SECONDS ({stripe_timeout:g}) <= STRIPE_CALL_DEADLINE_SECONDS "
+            f"({deadline:g}) < WORKER_TIMEOUT_SECONDS ({worker_timeout})"
+        )
+    checkpoint_dir = env.get("AUDIT_CHECKPOINT_DIR", "").strip() or str(
+        Path(instance_path or "instance") / "audit-checkpoints"
+    )
 
     return Settings(
         env=mode,
@@ -221,7 +252,7 @@ def load_settings(
         session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
         step_up_seconds=_int(env, "STEP_UP_SECONDS", 300),
         audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 400),
-        stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 10)),
+        stripe_timeout_seconds=stripe_timeout,
         # Stripe test mode allows 25 requests/s; stay under it by default.
         stripe_max_requests_per_second=float(_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 20)),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if strict else "text"),
@@ -234,6 +265,12 @@ def load_settings(
         supplier_timeout_seconds=_float(env, "SUPPLIER_TIMEOUT_SECONDS", 10.0),
         metrics_token=metrics_token,
         metrics_allow_cidrs=metrics_allow_cidrs,
+        database_migration_url=migration_url,
+        audit_checkpoint_dir=checkpoint_dir,
+        audit_checkpoint_every=_int(env, "AUDIT_CHECKPOINT_EVERY", 1000),
+        stripe_max_attempts=max(1, _int(env, "STRIPE_MAX_ATTEMPTS", 3)),
+        stripe_call_deadline_seconds=deadline,
+        worker_timeout_seconds=worker_timeout,
     )
 
 

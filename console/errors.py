@@ -9,6 +9,7 @@ from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from console.audit.service import record_now
 from console.pagination import BadCursor
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,34 @@ def render_error(status: int, message: str) -> tuple[Any, int]:
     )
 
 
+def _attempted() -> tuple[str | None, str, str]:
+    """(declared action name or None, target type, target id) of the failed request."""
+    args = request.view_args or {}
+    if request.endpoint == "actions.act":
+        from console.actions.framework import REGISTRY
+
+        action = REGISTRY.get(str(args.get("name")))
+        if action is not None:
+            return action.name, action.target_type, str(args.get("target_id", ""))
+    return None, "page", request.path
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> Any:
+        action, target_type, target_id = _attempted()
+        record_now(
+            action="security:csrf:denied",
+            outcome="denied",
+            target_type=target_type,
+            target_id=target_id,
+            details={
+                "why": str(exc.description),
+                "method": request.method,
+                "attempted": action,
+                "http_status": 400,
+            },
+        )
         return render_error(
             400,
             "The form's security token is missing, expired or not yours "
@@ -85,14 +111,23 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, HTTPException):
             return _http(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        try:
-            from console import db
-
-            db.session().rollback()
-        except Exception:
-            log.exception("rollback after error failed")
+        # record_now ends (rolls back) the request's transaction first.
+        action, target_type, target_id = _attempted()
+        seq = record_now(
+            action=action or "page:request:failed",
+            outcome="failed",
+            target_type=target_type,
+            target_id=target_id,
+            details={
+                "error": f"{type(exc).__name__}: {exc}"[:1000],
+                "method": request.method,
+                "endpoint": request.endpoint,
+                "http_status": 500,
+            },
+        )
+        ref = f" (audit entry #{seq})" if seq else ""
         return render_error(
             InternalServerError.code,
-            "The console hit an unexpected error; nothing was half-saved. "
+            f"The console hit an unexpected error{ref}; nothing was half-saved. "
             "Quote the request id below when you report it.",
         )

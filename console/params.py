@@ -50,20 +50,50 @@ def parse_time(raw: str | None) -> datetime | None:
     return when
 
 
+NUL_MESSAGE = (
+    "The address contains a NUL character, which no page accepts. Remove it and try again."
+)
+
+
 def check_query() -> None:
-    """Refuse NUL bytes in the path or any query parameter, and out-of-range dates (400)."""
-    if "\x00" in request.path:
-        raise BadParameter(
-            "The address contains a NUL character, which no page accepts. Remove it and try again."
-        )
-    for key, value in request.args.items(multi=True):
-        if "\x00" in key or "\x00" in value:
-            raise BadParameter(
-                "The address contains a NUL character, which no page accepts. "
-                "Remove it and try again."
-            )
-        if key in DATE_PARAMS:
-            parse_time(value)
+    """Refuse NUL bytes in the path or any query parameter, and out-of-range dates (400).
+
+    A signed-in person's refused request is audited (what was sent, made
+    storable by the chain); an anonymous one is only logged, so a scanner
+    cannot fill the audit log.
+    """
+    try:
+        if "\x00" in request.path:
+            raise BadParameter(NUL_MESSAGE)
+        for key, value in request.args.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                raise BadParameter(NUL_MESSAGE)
+            if key in DATE_PARAMS:
+                parse_time(value)
+    except BadParameter as exc:
+        _audit_refusal(str(exc.description))
+        raise
+
+
+def _audit_refusal(why: str) -> None:
+    from flask_login import current_user
+
+    if not getattr(current_user, "is_authenticated", False):
+        return
+    from console.audit.service import record_now
+
+    record_now(
+        action="page:request:refused",
+        outcome="failed",
+        target_type="page",
+        target_id=request.path,
+        details={
+            "why": why,
+            "method": request.method,
+            "query": request.query_string.decode("utf-8", "replace")[:500],
+            "http_status": 400,
+        },
+    )
 
 
 def init_params(app: Flask) -> None:

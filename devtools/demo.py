@@ -122,9 +122,18 @@ class Demo:
                 print(f"stopping {name}: {exc}", file=sys.stderr, flush=True)
 
 
-def database(args: argparse.Namespace, env: dict[str, str], demo: Demo) -> str:
-    """The URL of the demo database, its server started if it is the embedded one."""
+APP_ROLE = "console_app"
+
+
+def database(args: argparse.Namespace, env: dict[str, str], demo: Demo) -> tuple[str, str | None]:
+    """(DATABASE_URL, DATABASE_MIGRATION_URL) of the demo, its server started if embedded.
+
+    On the embedded server the demo runs as production does: migrations as the
+    owner, the console as an application role that may only append to the
+    audit log (`db create-app-role`).
+    """
     from console import embedded_db
+    from console.dbroles import url_for_role
 
     if env.get("DATABASE_URL"):
         url = env["DATABASE_URL"]
@@ -144,12 +153,13 @@ def database(args: argparse.Namespace, env: dict[str, str], demo: Demo) -> str:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return url
+        return url, env.get("DATABASE_MIGRATION_URL") or None
     pgdata = embedded_db.server_dir(INSTANCE)
     say(f"PostgreSQL (embedded) in {pgdata.relative_to(ROOT)}")
     admin_uri = embedded_db.start(pgdata)
     demo.on_stop("PostgreSQL", lambda: embedded_db.stop(pgdata))
-    return embedded_db.ensure_database(admin_uri, "console", recreate=args.reset)
+    owner_url = embedded_db.ensure_database(admin_uri, "console", recreate=args.reset)
+    return url_for_role(owner_url, APP_ROLE), owner_url
 
 
 def _interrupt(*_: object) -> None:
@@ -206,9 +216,12 @@ def main() -> int:
             env["SUPPLIER_API_BASE"] = supplier_double.url
             say(f"local supplier double at {supplier_double.url}")
 
+        app_url, owner_url = database(args, env, demo)
+        if owner_url:
+            env["DATABASE_MIGRATION_URL"] = owner_url
         env.update(
             CONSOLE_ENV="demo",
-            DATABASE_URL=database(args, env, demo),
+            DATABASE_URL=app_url,
             SECRET_KEY=env.get("SECRET_KEY") or persistent_secret("demo_secret_key"),
             OIDC_ISSUER=f"http://127.0.0.1:{idp_port}",
             OIDC_CLIENT_ID="console-demo",
@@ -219,6 +232,8 @@ def main() -> int:
         )
         flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
         run([*flask, "db", "upgrade"], env)
+        if owner_url and owner_url != app_url:
+            run([*flask, "db", "create-app-role", APP_ROLE], env)
         print(run([*flask, "demo", "seed", "--orders", str(args.orders)], env), flush=True)
         print(run([*flask, "demo", "stripe-sync"], env), flush=True)
 

@@ -1,7 +1,8 @@
 """Test fixtures: real PostgreSQL, a real OIDC provider, the real Stripe SDK.
 
 - `pg_url`: a fresh PostgreSQL database per test session, migrated with
-  Alembic (so the audit triggers exist), dropped at the end.
+  Alembic by its owner role (`pg_owner_url`) and used by the application
+  role with the production grants (`console.dbroles`), dropped at the end.
 - `app` + `client`: each test runs inside a transaction rolled back at the
   end; the app's sessions join it through savepoints, so service commits
   work and leave nothing behind.
@@ -13,15 +14,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -40,6 +46,8 @@ from devtools.supplier_double import SupplierDouble
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_URL: list[str] = []
+"""The superuser URL the `pg_admin_url` fixture chose (for set-up helpers)."""
 
 IDENTITIES: dict[str, dict[str, Any]] = {
     "support": {"sub": "sub-support-1", "email": "support@example.test", "groups": ["ops-support"]},
@@ -75,41 +83,106 @@ def pg_admin_url() -> Iterator[str]:
     if explicit == "embedded":
         explicit = ""
     elif explicit or _answers(MACHINE_PG):
-        yield explicit or MACHINE_PG
+        ADMIN_URL[:] = [explicit or MACHINE_PG]
+        yield ADMIN_URL[0]
         return
     from console import embedded_db
 
     pgdata = embedded_db.server_dir(ROOT / "instance" / "test")
     started = not embedded_db.is_running(pgdata)
     uri = embedded_db.start(pgdata)
-    yield embedded_db.libpq_url(uri, "postgres")
+    ADMIN_URL[:] = [embedded_db.libpq_url(uri, "postgres")]
+    yield ADMIN_URL[0]
     if started:
         embedded_db.stop(pgdata)
 
 
-def database_on(admin_url: str, name: str) -> str:
-    """The URL of database `name` on the server of `admin_url` (TCP or socket)."""
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+@dataclass(frozen=True)
+class PgDatabase:
+    """The session's database and the three roles that reach it."""
+
+    name: str
+    app_url: str
+    """DATABASE_URL: the application role (append-only on the audit tables)."""
+    owner_url: str
+    """DATABASE_MIGRATION_URL: owns the tables, runs the migrations."""
+    superuser_url: str
+    """Test set-up only (bypassing triggers to empty tables)."""
+
+
+OWNER_URLS: dict[str, str] = {}
+CHECKPOINT_DIR = Path(tempfile.mkdtemp(prefix="console-test-checkpoints-"))
+atexit.register(shutil.rmtree, CHECKPOINT_DIR, True)
 
 
 @pytest.fixture(scope="session")
-def pg_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"console_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+def pg_database(pg_admin_url: str) -> Iterator[PgDatabase]:
+    """A fresh database owned by a migration role, used by an application role.
+
+    Migrations run as the owner; the app connects as the role made by
+    `console.dbroles.create_app_role`, exactly as in production, so every test
+    runs with the production grants.
+    """
+    from psycopg import sql
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from console.dbroles import create_app_role, url_for_role
+
+    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"console_test_{suffix}"
+    owner, app_role = f"console_owner_{suffix}", f"console_app_{suffix}"
+    owner_password = secrets.token_hex(16)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = database_on(pg_admin_url, name).replace("postgresql://", "postgresql+psycopg://", 1)
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(owner), sql.Literal(owner_password)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(*map(sql.Identifier, (name, owner)))
+        )
+    superuser = make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name)
+    superuser_url = superuser.render_as_string(hide_password=False)
+    owner_url = url_for_role(superuser_url, owner, owner_password)
     from alembic import command
 
     from console.cli import alembic_config
 
-    command.upgrade(alembic_config(url), "head")
-    yield url
-    from sqlalchemy import create_engine
-
-    create_engine(url).dispose()
+    command.upgrade(alembic_config(owner_url), "head")
+    app_password = secrets.token_hex(16)
+    create_app_role(owner_url, app_role, app_password)
+    app_url = url_for_role(superuser_url, app_role, app_password)
+    OWNER_URLS[app_url] = owner_url
+    yield PgDatabase(name, app_url, owner_url, superuser_url)
+    create_engine(app_url).dispose()
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        for role in (app_role, owner):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_database: PgDatabase) -> str:
+    """DATABASE_URL of the tests: the application role."""
+    return pg_database.app_url
+
+
+@pytest.fixture(scope="session")
+def pg_owner_url(pg_database: PgDatabase) -> str:
+    return pg_database.owner_url
+
+
+@pytest.fixture(scope="session")
+def pg_superuser_url(pg_database: PgDatabase) -> str:
+    return pg_database.superuser_url
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL as psycopg.connect takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +244,8 @@ def app_config(pg_url: str, idp: MockIdP, stripe_double: StripeDouble, **extra: 
     config = {
         "CONSOLE_ENV": "test",
         "DATABASE_URL": pg_url,
+        "DATABASE_MIGRATION_URL": OWNER_URLS.get(pg_url, ""),
+        "AUDIT_CHECKPOINT_DIR": str(CHECKPOINT_DIR),
         "SECRET_KEY": "test-secret-key-that-is-long-enough-for-prod-0123456789",
         "OIDC_ISSUER": idp.issuer,
         "OIDC_CLIENT_ID": "console-test",
@@ -290,9 +365,24 @@ def query_of(url: str) -> dict[str, list[str]]:
 TRUNCATE_SKIP = {"alembic_version", "audit_chain_head"}
 
 
+def superuser_url_of(app: Flask) -> str:
+    """The app's database, reached as the test server's superuser (set-up only)."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(app.config["SETTINGS"].database_url).database
+    url = make_url(ADMIN_URL[0]).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
 def truncate_all(app: Flask) -> None:
-    """Empty every table (audit triggers bypassed for this session only)."""
-    engine = get_db(app).engine
+    """Empty every table and the checkpoint directory (audit triggers bypassed)."""
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(superuser_url_of(app), poolclass=pool.NullPool)
+    checkpoints = Path(app.config["SETTINGS"].audit_checkpoint_dir)
+    if checkpoints.is_dir():
+        for path in checkpoints.glob("checkpoint-*.json"):
+            path.unlink()
     with engine.begin() as conn:
         tables = [
             r[0]

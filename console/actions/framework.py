@@ -308,21 +308,68 @@ def audit_denied(action: Action[Any], user: CurrentUser, target_id: str, why: st
     )
 
 
+def audit_refused_form(
+    action: Action[Any], user: CurrentUser, target_id: str, form: ActionForm, error: str
+) -> int | None:
+    """Record a submit refused before it ran (invalid fields, missing ticket), as typed.
+
+    The reason and ticket are recorded as submitted; what cannot be stored as
+    given (a NUL byte, an over-long value) is made storable by the audit log,
+    which says so in the entry.
+    """
+    raw_reason = form.reason.raw_data[0] if form.reason.raw_data else None
+    raw_ticket = form.ticket.raw_data[0] if form.ticket.raw_data else None
+    fields = {name: list(errors) for name, errors in form.errors.items() if errors}
+    return record_now(
+        action=action.name,
+        outcome="failed",
+        actor=user.actor(),
+        target_type=action.target_type,
+        target_id=target_id,
+        reason=raw_reason,
+        ticket=raw_ticket,
+        details={"error": error, "http_status": 422, "fields": fields},
+    )
+
+
 def run_action(
     s: Session, action: Action[T], target_id: str, form: ActionForm, user: CurrentUser
 ) -> RunResult:
-    """Run a declared action for a validated form; the only commit point."""
+    """Run a declared action for a validated form; the only commit point.
+
+    Every way out that is not a success leaves an audit entry: a refusal, a
+    row another person holds (409), a stale page, a failed effect, and a crash
+    anywhere here, including the ones no `except Exception` sees (a worker
+    killed by its timeout raises SystemExit in the middle of a Stripe call).
+    """
     reason = (form.reason.data or "").strip()
     ticket = (form.ticket.data or "").strip() or None
     key = form.idempotency_key.data or ""
-    params = action.params(form)
+    params: dict[str, Any] = {}
 
-    fingerprint = repeat_fingerprint(action.name, target_id, params, reason, ticket)
-    previous = _find_idempotent(s, key, user.sub, fingerprint)
-    if previous is not None:
-        return _replay(previous, action, target_id, user, key)
+    def failed(status: int, message: str, outcome: str, error: str, **details: Any) -> RunResult:
+        seq = record_now(
+            action=action.name,
+            outcome="failed",
+            actor=user.actor(),
+            target_type=action.target_type,
+            target_id=target_id,
+            reason=reason,
+            ticket=ticket,
+            params=params,
+            details={"error": error, "http_status": status, **details},
+        )
+        return RunResult(status, message, outcome, seq)
+
+    fingerprint = ""
 
     try:
+        params = action.params(form)
+        fingerprint = repeat_fingerprint(action.name, target_id, params, reason, ticket)
+        previous = _find_idempotent(s, key, user.sub, fingerprint)
+        if previous is not None:
+            s.rollback()
+            return _replay(previous, action, target_id, user, key=key, failed=failed)
         try:
             target = action.load(s, target_id, True)
         except OperationalError as exc:
@@ -331,40 +378,33 @@ def run_action(
             # Someone else is acting on this row right now: answer at once
             # instead of queueing behind them (and holding a connection).
             s.rollback()
-            return RunResult(
+            return failed(
                 409,
                 f"Someone else is acting on this {action.target_type} right now. Nothing was "
                 "changed; reload the page in a moment to see the result.",
                 "stale",
+                "another action holds this row (lock not available)",
             )
         if target is None:
             s.rollback()
-            return RunResult(404, f"No {action.target_type} {target_id} was found.", "failed")
+            return failed(
+                404, f"No {action.target_type} {target_id} was found.", "failed", "no such target"
+            )
         # After the lock: a concurrent submit with the same key may have committed.
         previous = _find_idempotent(s, key, user.sub, fingerprint)
         if previous is not None:
             s.rollback()
-            return _replay(previous, action, target_id, user, key)
+            return _replay(previous, action, target_id, user, key=key, failed=failed)
         stale = action.precondition(target)
         if stale is not None:
             s.rollback()
-            seq = record_now(
-                action=action.name,
-                outcome="failed",
-                actor=user.actor(),
-                target_type=action.target_type,
-                target_id=target_id,
-                reason=reason,
-                ticket=ticket,
-                params=params,
-                details={"error": "precondition no longer holds", "why": stale},
-            )
-            return RunResult(
+            return failed(
                 409,
                 f"Nothing was changed: {stale} The page you acted on was out of date; "
                 "it has been refreshed.",
                 "stale",
-                seq,
+                "precondition no longer holds",
+                why=stale,
             )
         if action.seen is not None:
             current = action.seen(target)
@@ -372,27 +412,14 @@ def run_action(
             if posted != seen_token(current):
                 shown, changes = _seen_changes(posted, current)
                 s.rollback()
-                seq = record_now(
-                    action=action.name,
-                    outcome="failed",
-                    actor=user.actor(),
-                    target_type=action.target_type,
-                    target_id=target_id,
-                    reason=reason,
-                    ticket=ticket,
-                    params=params,
-                    details={
-                        "error": "changed since the confirm step was rendered",
-                        "shown": shown,
-                        "now": json.loads(seen_token(current)),
-                    },
-                )
-                return RunResult(
+                return failed(
                     409,
                     f"Nothing was changed: the numbers changed since you opened this ({changes}). "
                     "Review the new numbers and confirm again.",
                     "stale",
-                    seq,
+                    "changed since the confirm step was rendered",
+                    shown=shown,
+                    now=json.loads(seen_token(current)),
                 )
         before = action.snapshot(target)
         ctx = ActionContext(
@@ -435,13 +462,22 @@ def run_action(
         )
         s.commit()
         return RunResult(200, outcome.message, "success", entry.seq, target, outcome.level)
-    except IntegrityError:
+    except IntegrityError as exc:
         # The same idempotency key committed between our check and our insert.
         s.rollback()
         previous = _find_idempotent(s, key, user.sub, fingerprint)
         if previous is not None:
-            return _replay(previous, action, target_id, user, key)
-        raise
+            return _replay(previous, action, target_id, user, key=key, failed=failed)
+        return _crashed(
+            s,
+            action,
+            target_id=target_id,
+            user=user,
+            reason=reason,
+            ticket=ticket,
+            params=params,
+            exc=exc,
+        )
     except ActionError as exc:
         s.rollback()
         seq = _audit_failure(
@@ -456,26 +492,65 @@ def run_action(
         )
         return RunResult(exc.status, f"Nothing was changed: {exc.message}", "failed", seq)
     except Exception as exc:
-        s.rollback()
-        log.exception("action %s on %s failed", action.name, target_id)
-        seq = _audit_failure(
+        return _crashed(
+            s,
             action,
             target_id=target_id,
             user=user,
             reason=reason,
             ticket=ticket,
             params=params,
-            error=f"{type(exc).__name__}: {exc}",
             exc=exc,
         )
-        ref = f" (audit entry #{seq})" if seq else ""
-        return RunResult(
-            500,
-            f"The action failed and nothing was changed{ref}. The error was recorded; "
-            "try again or escalate with that reference.",
-            "failed",
-            seq,
-        )
+    except BaseException as exc:
+        # SystemExit (a worker timeout), KeyboardInterrupt: record, then let it end the worker.
+        try:
+            s.rollback()
+        finally:
+            _audit_failure(
+                action,
+                target_id=target_id,
+                user=user,
+                reason=reason,
+                ticket=ticket,
+                params=params,
+                error=f"interrupted: {type(exc).__name__}: {exc}",
+                exc=exc,
+            )
+        raise
+
+
+def _crashed(
+    s: Session,
+    action: Action[Any],
+    *,
+    target_id: str,
+    user: CurrentUser,
+    reason: str,
+    ticket: str | None,
+    params: dict[str, Any],
+    exc: Exception,
+) -> RunResult:
+    s.rollback()
+    log.exception("action %s on %s failed", action.name, target_id)
+    seq = _audit_failure(
+        action,
+        target_id=target_id,
+        user=user,
+        reason=reason,
+        ticket=ticket,
+        params=params,
+        error=f"{type(exc).__name__}: {exc}",
+        exc=exc,
+    )
+    ref = f" (audit entry #{seq})" if seq else ""
+    return RunResult(
+        500,
+        f"The action failed and nothing was changed{ref}. The error was recorded; "
+        "try again or escalate with that reference.",
+        "failed",
+        seq,
+    )
 
 
 def _audit_failure(
@@ -560,17 +635,20 @@ def _replay(
     action: Action[Any],
     target_id: str,
     user: CurrentUser,
+    *,
     key: str,
+    failed: Callable[..., RunResult],
 ) -> RunResult:
     if (
         previous.action != action.name
         or previous.target_id != target_id
         or previous.actor_sub != user.sub
     ):
-        return RunResult(
+        return failed(
             409,
             "This form was already used for a different action. Reload the page and try again.",
             "failed",
+            "idempotency key already used for another action, target or person",
         )
     if previous.key != key:
         return RunResult(

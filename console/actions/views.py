@@ -31,10 +31,12 @@ from console.actions.framework import (
     ActionForm,
     RunResult,
     audit_denied,
+    audit_refused_form,
     new_idempotency_key,
     run_action,
     seen_token,
 )
+from console.audit.service import record_now
 from console.ops.metrics import CONSOLE_ACTIONS
 from console.security.auth import safe_next
 
@@ -118,7 +120,18 @@ def _forbidden(action: Action[Any], target_id: str) -> tuple[str, int]:
 def act(name: str, target_id: str) -> Any:
     """Confirm (GET) or run (POST) a declared action on one target."""
     action = REGISTRY.get(name)
-    if action is None or len(target_id) > 128:
+    if action is None or len(target_id) > 128 or not target_id.isprintable():
+        if request.method == "POST":
+            record_now(
+                action="page:request:failed",
+                outcome="failed",
+                target_type="action",
+                target_id=f"{name}/{target_id}",
+                details={
+                    "error": "no such action, or the target id is too long or not printable",
+                    "http_status": 404,
+                },
+            )
         abort(404)
     if not current_user.can(action.permission):
         return _forbidden(action, target_id)
@@ -141,16 +154,27 @@ def act(name: str, target_id: str) -> Any:
     form.next.data = safe_next(form.next.data, "/")
     target = action.load(s, target_id, False)
     if target is None:
+        record_now(
+            action=action.name,
+            outcome="failed",
+            target_type=action.target_type,
+            target_id=target_id,
+            details={"error": "no such target", "http_status": 404},
+        )
         abort(404)
     _bind(action, form, target)
     if not form.validate_on_submit():
         s.rollback()
+        audit_refused_form(action, current_user, target_id, form, "the form was refused")
+        target = action.load(s, target_id, False)
         return _render_confirm(
             action, target, form, status=422, error="Please correct the fields below."
         )
     if action.ticket_required and not (form.ticket.data or "").strip():
         form.ticket.errors = [*form.ticket.errors, "This action requires a ticket id."]
         s.rollback()
+        audit_refused_form(action, current_user, target_id, form, "a ticket id is required")
+        target = action.load(s, target_id, False)
         return _render_confirm(action, target, form, status=422, error="A ticket id is required.")
     if action.high_risk and not current_user.recently_authenticated(_step_up_seconds()):
         audit_denied(action, current_user, target_id, "step-up re-authentication required")

@@ -1,15 +1,17 @@
-"""`flask --app wsgi audit export|verify|purge`."""
+"""`flask --app wsgi audit export|verify|checkpoint|purge`."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
-from console.clitools import CommandError, echo
+from console.clitools import CommandError, echo, run_job_command
 
 audit_cli = AppGroup("audit", help="Export, verify and purge the audit log.")
 MIN_RETENTION_DAYS = 365
@@ -60,40 +62,92 @@ def export_cmd(fmt: str, since: str | None, until: str | None, out_dir: Path) ->
     s.commit()
     echo(
         f"exported {m['count']} entries (seq {m['first_seq']}..{m['last_seq']}) to {out_dir}; "
-        f"verify with: python -m console.audit.verify {out_dir} "
-        f"--public-key {out_dir / 'public_key.pem'}"
+        f"verify with: python3 console/audit/verify.py {out_dir} "
+        f"--fingerprint {m['public_key_sha256']} "
+        f"--checkpoints {current_app.config['SETTINGS'].audit_checkpoint_dir}"
     )
 
 
 @audit_cli.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--public-key", required=True, type=click.Path(exists=True, path_type=Path))
-def verify_cmd(bundle: Path, public_key: Path) -> None:
-    """Verify a bundle offline (exit 0 valid, 1 with the first bad sequence number)."""
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ed25519 public key (PEM) you keep apart from the exports",
+)
+@click.option("--fingerprint", help="SHA-256 of the signing key you pinned")
+@click.option(
+    "--checkpoints",
+    "checkpoints",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="signed checkpoints (directory, file or application log); repeatable",
+)
+def verify_cmd(
+    bundle: Path, public_key: Path | None, fingerprint: str | None, checkpoints: tuple[Path, ...]
+) -> None:
+    """Verify a bundle offline (exit 0 valid, 1 with the first bad sequence number).
+
+    The key is one you hold: --public-key FILE (not the bundle's own copy) or
+    --fingerprint of the key (then the bundle's copy is used if it matches).
+    """
     from console.audit.verify import main
 
-    raise SystemExit(main([str(bundle), "--public-key", str(public_key)]))
+    argv = [str(bundle)]
+    if public_key is not None:
+        argv += ["--public-key", str(public_key)]
+    if fingerprint:
+        argv += ["--fingerprint", fingerprint]
+    for source in checkpoints:
+        argv += ["--checkpoints", str(source)]
+    raise SystemExit(main(argv))
+
+
+@audit_cli.command("checkpoint")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where to write it (default: AUDIT_CHECKPOINT_DIR)",
+)
+def checkpoint_cmd(directory: Path | None) -> None:
+    """Sign a checkpoint of the newest entry and store it outside the database (hourly).
+
+    Refuses (exit 1, nothing written) when the newest stored checkpoint no
+    longer matches the database: history was truncated or rewritten.
+    """
+    from console import db
+    from console.audit.checkpoints import CheckpointError, write_checkpoint
+    from console.audit.export import ExportError
+
+    if directory is None:
+        # The hourly job itself: its lock and run record (see /ops/jobs).
+        report = run_job_command("audit-checkpoint")
+        if report is not None and report.errors:
+            raise CommandError(report.last_error or "the checkpoint was refused")
+        return
+    try:
+        checkpoint = write_checkpoint(db.session(), directory=directory)
+    except (CheckpointError, ExportError) as exc:
+        raise CommandError(str(exc)) from exc
+    echo(f"checkpoint seq={checkpoint.seq} hash={checkpoint.hash} written to {checkpoint.path}")
 
 
 @audit_cli.command("purge")
 @click.option("--before", help="UTC date; entries older are removed (default: retention)")
 @click.option("--yes", is_flag=True, help="Do it (without it, only say what would go)")
 def purge_cmd(before: str | None, yes: bool) -> None:
-    """Remove entries past retention, keeping a signed checkpoint of what went."""
-    from sqlalchemy import delete, func, select, text
+    """Remove entries past retention, keeping a signed checkpoint of what went.
 
+    Runs as the owner (DATABASE_MIGRATION_URL): the application role may not
+    delete audit rows at all.
+    """
     from console import db
-    from console.audit.chain import canonical_json
-    from console.audit.export import load_signing_key, sign_statement
-    from console.audit.models import AuditCheckpoint, AuditEntry
-    from console.audit.service import record
-    from console.clitools import cli_actor
     from console.db import utcnow
-    from console.params import parse_time
+    from console.params import BadParameter, parse_time
 
     settings = current_app.config["SETTINGS"]
     now = utcnow()
-    from console.params import BadParameter
 
     try:
         cutoff = (
@@ -108,7 +162,25 @@ def purge_cmd(before: str | None, yes: bool) -> None:
             f"refusing to purge entries younger than {MIN_RETENTION_DAYS} days "
             f"(cutoff {cutoff:%Y-%m-%d} is too recent)"
         )
-    s = db.session()
+    # Only the owner may delete audit rows (and only past 365 days, by the trigger).
+    owner = owner_session()
+    s = owner if owner is not None else db.session()
+    try:
+        _purge(s, settings, cutoff, now, yes)
+    finally:
+        if owner is not None:
+            owner.close()
+
+
+def _purge(s: Session, settings: Any, cutoff: datetime, now: datetime, yes: bool) -> None:
+    from sqlalchemy import delete, func, select, text
+
+    from console.audit.chain import canonical_json
+    from console.audit.export import load_signing_key, sign_statement
+    from console.audit.models import AuditCheckpoint, AuditEntry
+    from console.audit.service import record
+    from console.clitools import cli_actor
+
     last = s.execute(
         select(AuditEntry.seq, AuditEntry.hash)
         .where(AuditEntry.ts < cutoff)
@@ -156,3 +228,14 @@ def purge_cmd(before: str | None, yes: bool) -> None:
     )
     s.commit()
     echo(f"purged {count} entries through seq {through_seq}; checkpoint signed")
+
+
+def owner_session() -> Session | None:
+    """A session as the owner (DATABASE_MIGRATION_URL), or None when there is one role."""
+    from sqlalchemy import create_engine, pool
+
+    settings = current_app.config["SETTINGS"]
+    if not settings.database_migration_url:
+        return None
+    engine = create_engine(settings.database_migration_url, poolclass=pool.NullPool)
+    return Session(engine, expire_on_commit=False)

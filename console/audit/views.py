@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +14,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 
 from console import db
+from console.audit.chain import display_differences, display_problems
 from console.audit.export import (
     FORMATS,
     ExportError,
@@ -23,7 +26,7 @@ from console.audit.export import (
     write_bundle,
 )
 from console.audit.models import AuditEntry
-from console.audit.service import record
+from console.audit.service import audited_access, record
 from console.db import utcnow
 from console.pagination import SortOption, keyset_page
 from console.params import parse_time
@@ -31,6 +34,13 @@ from console.security.guards import require
 from console.security.permissions import Permission
 
 bp = Blueprint("audit", __name__)
+log = logging.getLogger(__name__)
+VERIFIER = Path(__file__).with_name("verify.py")
+
+
+def verifier_sha256() -> str:
+    return hashlib.sha256(VERIFIER.read_bytes()).hexdigest()
+
 
 FILTERS = ("actor", "action", "target_type", "target_id", "outcome", "since", "until")
 
@@ -76,11 +86,21 @@ def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[st
     return stmt, used, errors
 
 
+@bp.app_template_filter("audit_problems")
+def audit_problems(e: AuditEntry) -> list[str]:
+    """How a stored row differs from what was hashed (pages flag it where it is read)."""
+    problems = display_problems(e)
+    if problems:
+        log.critical("audit entry %s differs from what was hashed: %s", e.seq, "; ".join(problems))
+    return problems
+
+
 @bp.get("/audit")
 @login_required
 @require(Permission.AUDIT_VIEW)
+@audited_access("audit:log:view")
 def index() -> Any:
-    """The audit log, newest first, filtered by the URL."""
+    """The audit log, newest first, filtered by the URL; every view is itself an entry."""
     args = request.args.to_dict()
     stmt, used, errors = filtered(args)
     page = keyset_page(
@@ -91,23 +111,43 @@ def index() -> Any:
         args=args,
         default_sort="seq",
     )
-    return render_template("audit/index.html", page=page, used=used, errors=errors, args=args)
+    status = 400 if errors else 200
+    html = render_template("audit/index.html", page=page, used=used, errors=errors, args=args)
+    return html, status
 
 
 @bp.get("/audit/<int(min=1, max=9223372036854775807):seq>")
 @login_required
 @require(Permission.AUDIT_VIEW)
+@audited_access("audit:entry:view", target=lambda kw: ("audit_entry", str(kw.get("seq"))))
 def entry(seq: int) -> Any:
     """One entry with its before/after, hash and canonical form."""
     e = db.session().get(AuditEntry, seq)
     if e is None:
         abort(404, f"There is no audit entry #{seq}.")
-    return render_template("audit/entry.html", e=e)
+    return render_template("audit/entry.html", e=e, differences=display_differences(e))
+
+
+@bp.get("/audit/export/verify_bundle.py")
+@login_required
+@require(Permission.AUDIT_EXPORT)
+@audited_access("audit:verifier:download")
+def verifier() -> Any:
+    """The stand-alone verifier: one file that needs only Python and `cryptography`."""
+    resp = send_file(
+        VERIFIER,
+        mimetype="text/x-python",
+        as_attachment=True,
+        download_name="verify_bundle.py",
+    )
+    resp.headers["X-Content-SHA256"] = verifier_sha256()
+    return resp
 
 
 @bp.get("/audit/export")
 @login_required
 @require(Permission.AUDIT_EXPORT)
+@audited_access("audit:export_page:view")
 def export_page() -> Any:
     """Choose a selection to export; shows the public key and how to verify offline."""
     args = request.args.to_dict()
@@ -123,9 +163,6 @@ def export_page() -> Any:
         key_error = None
     except ExportError as exc:
         key_info, key_error = None, str(exc)
-    s = db.session()
-    record(s, action="audit:export_page:view", outcome="success", details={"filters": used})
-    s.commit()
     return render_template(
         "audit/export.html",
         args=args,
@@ -134,12 +171,14 @@ def export_page() -> Any:
         key=key_info,
         key_error=key_error,
         key_note=demo_key_note(settings, current_app.instance_path) if key_info else None,
-    )
+        verifier_sha256=verifier_sha256(),
+    ), (400 if errors else 200)
 
 
 @bp.get("/audit/export/download")
 @login_required
 @require(Permission.AUDIT_EXPORT)
+@audited_access("audit:log:export", on_success=False)
 def export_download() -> Any:
     """Stream a signed bundle of the selection as one .tar.gz; the export is audited."""
     args = request.args.to_dict()

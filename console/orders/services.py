@@ -47,6 +47,25 @@ def find_order_for_intent(s: Session, pi: dict[str, Any], *, lock: bool) -> Orde
     return order
 
 
+# Payments only move forward too: a late or redelivered event never takes one back
+# (a "declined" attempt arriving after the success, a success after the refund).
+PAYMENT_RANK = {
+    PaymentStatus.REQUIRES_PAYMENT_METHOD: 0,
+    PaymentStatus.FAILED: 0,
+    PaymentStatus.PROCESSING: 1,
+    PaymentStatus.CANCELED: 1,
+    PaymentStatus.SUCCEEDED: 2,
+    PaymentStatus.PARTIALLY_REFUNDED: 3,
+    PaymentStatus.REFUNDED: 4,
+}
+
+
+def advance_payment(payment: Payment, status: PaymentStatus) -> None:
+    """Move the payment's status forward only (equal rank: the newer word wins)."""
+    if PAYMENT_RANK[status] >= PAYMENT_RANK[payment.status]:
+        payment.status = status
+
+
 def upsert_payment(s: Session, order: Order | None, pi: dict[str, Any]) -> Payment:
     payment = s.scalar(
         select(Payment).where(Payment.payment_intent_id == pi["id"]).with_for_update()
@@ -59,22 +78,27 @@ def upsert_payment(s: Session, order: Order | None, pi: dict[str, Any]) -> Payme
             amount=int(pi.get("amount") or 0),
             currency=str(pi.get("currency") or "").upper(),
             status=status,
+            amount_refunded=0,
         )
         s.add(payment)
     else:
         if order is not None and payment.order_id is None:
             payment.order_id = order.id
-        if payment.status != PaymentStatus.SUCCEEDED or status in (
-            PaymentStatus.REFUNDED,
-            PaymentStatus.PARTIALLY_REFUNDED,
-        ):
-            payment.status = status
+        advance_payment(payment, status)
     charge = pi.get("latest_charge")
     if isinstance(charge, dict):
         payment.charge_id = charge.get("id")
+        refunded = int(charge.get("amount_refunded") or 0)
+        if refunded > payment.amount_refunded:
+            payment.amount_refunded = refunded
+            advance_payment(payment, _refund_status(refunded, payment.amount))
     elif isinstance(charge, str):
         payment.charge_id = charge
     return payment
+
+
+def _refund_status(refunded: int, amount: int) -> PaymentStatus:
+    return PaymentStatus.REFUNDED if refunded >= amount else PaymentStatus.PARTIALLY_REFUNDED
 
 
 def _payment_status(pi: dict[str, Any]) -> PaymentStatus:
@@ -157,7 +181,7 @@ def on_payment_intent_failed(s: Session, event: dict[str, Any]) -> None:
     pi = event["data"]["object"]
     order = find_order_for_intent(s, pi, lock=True)
     payment = upsert_payment(s, order, pi)
-    if payment.status != PaymentStatus.SUCCEEDED:
+    if PAYMENT_RANK[payment.status] == 0:  # never over a success that arrived first
         payment.status = PaymentStatus.FAILED
         error = pi.get("last_payment_error") or {}
         payment.failure_message = (error.get("message") if isinstance(error, dict) else None) or (
@@ -199,10 +223,21 @@ def on_charge_refunded(s: Session, event: dict[str, Any]) -> None:
     payment = s.scalar(select(Payment).where(Payment.payment_intent_id == pi_id).with_for_update())
     order = find_order_for_intent(s, {"id": pi_id, "metadata": charge.get("metadata")}, lock=True)
     refunded = int(charge.get("amount_refunded") or 0)
-    if payment is not None:
-        payment.amount_refunded = max(payment.amount_refunded, refunded)
-        full = refunded >= payment.amount
-        payment.status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+    if payment is None:
+        # The refund arrived before the payment's own event: the charge says enough.
+        payment = Payment(
+            payment_intent_id=pi_id,
+            order_id=order.id if order else None,
+            charge_id=charge.get("id") if isinstance(charge.get("id"), str) else None,
+            amount=int(charge.get("amount") or 0),
+            currency=str(charge.get("currency") or "").upper(),
+            status=PaymentStatus.SUCCEEDED,
+            amount_refunded=0,
+        )
+        s.add(payment)
+    payment.amount_refunded = max(payment.amount_refunded, refunded)
+    if payment.amount_refunded:
+        advance_payment(payment, _refund_status(payment.amount_refunded, payment.amount))
     if order is not None:
         order.amount_refunded = max(order.amount_refunded, refunded)
         if refunded >= order.amount and order.status != OrderStatus.REFUNDED:

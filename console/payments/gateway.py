@@ -5,10 +5,21 @@ may do next: retry (429, 5xx, timeouts), or stop (invalid request, card
 error). For calls that move money, a timeout or a 5xx means the outcome is
 *unknown*: the caller keeps its attempt `in_flight` and re-issues the same
 idempotency key later instead of assuming failure.
+
+The retry policy lives here, once: a call that failed in a retryable way
+(429, 5xx, a reset connection, a timeout) is tried again with the *same*
+idempotency key, at most `STRIPE_MAX_ATTEMPTS` times, after an exponential
+backoff with jitter (at least `Retry-After` on a 429), and never past
+`STRIPE_CALL_DEADLINE_SECONDS`, which the configuration keeps below the web
+worker's timeout: a request gives up cleanly (502, attempt kept in flight,
+audit entry written) before gunicorn would kill it mid-call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import random
 import threading
 import time
 from collections import deque
@@ -22,6 +33,9 @@ from flask import current_app
 from console.config import Settings
 
 DEFAULT_TOLERANCE = 300
+RETRY_BASE_SECONDS = 0.5
+RETRY_CAP_SECONDS = 4.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,9 +47,11 @@ class GatewayError(Exception):
     message: str
     http_status: int | None = None
     code: str | None = None
+    attempts: int = 1
 
     def __str__(self) -> str:
-        return f"Stripe {self.kind}: {self.message}"
+        tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
+        return f"Stripe {self.kind}: {self.message}{tries}"
 
     @property
     def retryable(self) -> bool:
@@ -122,14 +138,55 @@ class StripeGateway:
         )
         self.calls = 0
         self.limiter = RateLimiter(settings.stripe_max_requests_per_second)
+        self.timeout = settings.stripe_timeout_seconds
+        self.max_attempts = settings.stripe_max_attempts
+        self.deadline = settings.stripe_call_deadline_seconds
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self.limiter.wait()
-        self.calls += 1
-        try:
-            return fn(*args, **kwargs)
-        except stripe.StripeError as exc:
-            raise _classify(exc) from exc
+    def _call(self, fn: Any, *args: Any, retry: bool = True, **kwargs: Any) -> Any:
+        """Call Stripe; retry what may be retried, with the same arguments and key.
+
+        `retry=False` for a POST without an idempotency key (only the demo's
+        set-up calls): repeating it could create a second object.
+        """
+        give_up_at = time.monotonic() + self.deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            self.limiter.wait()
+            self.calls += 1
+            try:
+                return fn(*args, **kwargs)
+            except stripe.StripeError as exc:
+                error = _classify(exc)
+                error.attempts = attempt
+                pause = self._retry_pause(exc, error, attempt) if retry else None
+                if pause is None or time.monotonic() + pause + self.timeout > give_up_at:
+                    raise error from exc
+                log.warning(
+                    "Stripe %s on attempt %d of %d; retrying in %.2f s with the same key",
+                    error.kind,
+                    attempt,
+                    self.max_attempts,
+                    pause,
+                )
+                time.sleep(pause)
+
+    def _retry_pause(
+        self, exc: stripe.StripeError, error: GatewayError, attempt: int
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop now."""
+        if not error.retryable or attempt >= self.max_attempts:
+            return None
+        headers = {str(k).lower(): str(v) for k, v in (getattr(exc, "headers", None) or {}).items()}
+        if headers.get("stripe-should-retry") == "false":
+            return None
+        # Exponential backoff with jitter: half of it fixed, half random.
+        backoff: float = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1))
+        pause: float = backoff / 2 + random.uniform(0, backoff / 2)
+        if error.kind == "rate_limited":
+            with contextlib.suppress(ValueError):
+                pause = max(pause, min(float(headers.get("retry-after", "")), RETRY_CAP_SECONDS))
+        return pause
 
     # -- reads
 
@@ -268,7 +325,8 @@ class StripeGateway:
         self._refuse_live()
         pm = self._call(
             self.client.v1.payment_methods.create,
-            {
+            retry=False,
+            params={
                 "type": "card",
                 "card": {
                     "number": "4242424242424242",
@@ -280,7 +338,8 @@ class StripeGateway:
         )
         pi = self._call(
             self.client.v1.payment_intents.create,
-            {
+            retry=False,
+            params={
                 "amount": amount,
                 "currency": currency.lower(),
                 "payment_method": pm.id,
@@ -296,7 +355,7 @@ class StripeGateway:
         params: dict[str, Any] = {"type": "express", "email": email}
         if account_id:
             params["id"] = account_id
-        return _plain(self._call(self.client.v1.accounts.create, params))
+        return _plain(self._call(self.client.v1.accounts.create, retry=False, params=params))
 
     # -- webhooks
 

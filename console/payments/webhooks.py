@@ -201,8 +201,16 @@ def receive() -> Any:
     stored = store_event(s, masked, json.dumps(masked, ensure_ascii=False) if changed else text)
     if stored is None:
         WEBHOOK_EVENTS.labels("duplicate").inc()
-        return jsonify(status="duplicate", id=event["id"]), 200
-    WEBHOOK_EVENTS.labels("received").inc()
+        known = s.scalar(
+            select(WebhookEvent.processed_at).where(WebhookEvent.event_id == event["id"])
+        )
+        s.rollback()
+        if known is not None:
+            return jsonify(status="duplicate", id=event["id"]), 200
+        # Stored but never processed (the first delivery failed, or its process died
+        # between storing and processing): Stripe's redelivery is the retry.
+    else:
+        WEBHOOK_EVENTS.labels("received").inc()
     result = process_event(s, event["id"])
     if result.status == WebhookStatus.FAILED and result.retryable:
         return jsonify(status="failed", id=event["id"], error=result.error), 503

@@ -253,7 +253,13 @@ def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
     results = []
     for p in payouts:
         p.status = PayoutStatus.APPROVED
-        result = release_one(ctx.session, gw, p, actor_sub=ctx.user.sub)
+        result = release_one(
+            ctx.session,
+            gw,
+            p,
+            actor_sub=ctx.user.sub,
+            approval={"id": a.id, "approved_by": ctx.user.sub, "reason": ctx.reason},
+        )
         results.append(result)
         if result.result == "released":
             record(

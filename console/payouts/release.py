@@ -153,12 +153,20 @@ def transfer_key(s: Session, payout: SellerPayout) -> str:
 
 
 def release_one(
-    s: Session, gw: StripeGateway, payout: SellerPayout, *, actor_sub: str | None
+    s: Session,
+    gw: StripeGateway,
+    payout: SellerPayout,
+    *,
+    actor_sub: str | None,
+    approval: dict[str, Any] | None = None,
 ) -> TransferResult:
     """Move a payout's money: attempt committed first, Stripe call, outcome (caller commits).
 
     The caller holds the payout's row lock. A timeout or 5xx keeps the attempt
-    in flight (the outcome is unknown); `payouts resume` finishes it.
+    in flight (the outcome is unknown); `payouts resume` finishes it. `approval`
+    (id, who approved, why) is kept with the attempt: if the process dies after
+    Stripe moved the money but before the approval was committed, resume can
+    still record the decision that moved it.
     """
     key = transfer_key(s, payout)
     movement = money.begin(
@@ -172,6 +180,7 @@ def release_one(
             "destination": payout.destination_account,
             "transfer_group": f"order-{payout.order_id}",
             "payout": payout.external_id,
+            **({"approval": approval} if approval else {}),
         },
         actor_sub=actor_sub,
     )
@@ -254,13 +263,66 @@ def finish_transfer(s: Session, gw: StripeGateway, movement: MoneyMovement) -> s
         s,
         action="payouts:payout:release",
         outcome="success",
-        actor={"sub": "system:payouts-resume", "email": None, "roles": []},
+        actor=RESUME,
         target_type="payout",
         target_id=payout.external_id,
         reason="finished an in-flight transfer with its original idempotency key",
         details={"transfer_id": transfer_id, "movement_id": movement.id},
     )
+    _finish_approval(s, movement, payout, transfer_id)
     return transfer_id
+
+
+RESUME: dict[str, Any] = {"sub": "system:payouts-resume", "email": None, "roles": []}
+
+
+def _finish_approval(
+    s: Session, movement: MoneyMovement, payout: SellerPayout, transfer_id: str
+) -> None:
+    """Bring the approval that moved this money up to date with it.
+
+    An approval whose transaction died after Stripe's answer is still
+    `pending`, although its four-eyes check passed and money moved: record the
+    decision as it was taken (who, why, from the attempt), mark the row
+    released, and let `payouts resume` release the approval's other rows.
+    """
+    from console.audit.service import record
+
+    decision = movement.payload.get("approval") or {}
+    approval = s.get(Approval, decision.get("id"), with_for_update=True) if decision else None
+    if approval is None:
+        return
+    if approval.status == ApprovalStatus.PENDING:
+        approval.status = ApprovalStatus.APPROVED
+        approval.decided_by_sub = decision.get("approved_by") or movement.actor_sub
+        approval.decided_at = movement.created_at
+        approval.decision_reason = decision.get("reason")
+        others = [i.payout_id for i in approval.items if i.payout_id != payout.id]
+        for other in s.scalars(
+            select(SellerPayout).where(SellerPayout.id.in_(others)).with_for_update()
+        ):
+            if other.status == PayoutStatus.PENDING_APPROVAL:
+                other.status = PayoutStatus.APPROVED
+        record(
+            s,
+            action="payouts:release:approve",
+            outcome="success",
+            actor=RESUME,
+            target_type="approval",
+            target_id=str(approval.id),
+            reason=approval.decision_reason,
+            details={
+                "approved_by": approval.decided_by_sub,
+                "finished_by": "payouts resume: the approving request stopped after Stripe "
+                "moved the money",
+                "transfer_id": transfer_id,
+            },
+        )
+    for item in approval.items:
+        if item.payout_id == payout.id:
+            item.result, item.message = "released", f"transferred ({transfer_id})"
+    if all(i.result == "released" for i in approval.items):
+        approval.status = ApprovalStatus.EXECUTED
 
 
 @dataclass
@@ -405,7 +467,13 @@ def execute_approval(
             counts["skipped"] += 1
             continue
         for pause in (1, 2, 4, 8, 0):
-            result = release_one(s, gw, payout, actor_sub=str(actor.get("sub")))
+            result = release_one(
+                s,
+                gw,
+                payout,
+                actor_sub=str(actor.get("sub")),
+                approval={"id": approval_id, "approved_by": str(actor.get("sub"))},
+            )
             if result.result != "rate_limited" or not pause:
                 break
             time.sleep(pause)

@@ -30,8 +30,11 @@ def require(permission: Permission | str) -> Callable[[F], F]:
                     action="page:view:denied",
                     outcome="denied",
                     target_type="page",
-                    target_id=request.path[:128],
-                    details={"needs": perm.value},
+                    target_id=request.path,
+                    details={
+                        "needs": perm.value,
+                        "query": request.query_string.decode("utf-8", "replace")[:500],
+                    },
                 )
                 abort(403, f"Your role does not include {perm.value}.")
             return view(*args, **kwargs)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
-import sys
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +17,8 @@ from console.audit.chain import append
 from console.audit.models import AuditCheckpoint, AuditEntry
 from console.audit.verify import Invalid, verify
 from console.db import utcnow
+from tests.audit.conftest import PIN
+from tests.conftest import libpq
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,15 +71,15 @@ def bundle(app, tmp_path) -> Path:
     return export(app, tmp_path / "bundle")
 
 
-def check(bundle: Path) -> tuple[int, int | None, int | None, bool]:
-    return verify(bundle, bundle / "public_key.pem")
+def check(bundle: Path, **kw) -> tuple[int, int | None, int | None, bool]:
+    r = verify(bundle, fingerprint=PIN["fingerprint"], **kw)
+    return r.count, r.first, r.last, r.chain
 
 
 def test_export_of_10000_entries_verifies(app, tmp_path):
     fill(app, 10_000)
     out = export(app, tmp_path / "big")
-    count, first, last, chain = check(out)
-    assert (count, first, last, chain) == (10_000, 1, 10_000, True)
+    assert check(out) == (10_000, 1, 10_000, True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 10_000 and manifest["prev_hash"] == "0" * 64
     assert manifest["exported_by"]["sub"].startswith("cli:")
@@ -215,52 +214,36 @@ def test_filtered_export_checks_hashes_not_chain(app, tmp_path):
     assert count == 20 and chain is False
 
 
-def test_standalone_verifier_needs_only_cryptography(bundle, tmp_path):
-    """Copied out of the repository, the verifier runs alone, exit 0 then 1."""
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    shutil.copy(ROOT / "console" / "audit" / "verify.py", alone / "verify_bundle.py")
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(alone / "verify_bundle.py"),
-            str(bundle),
-            "--public-key",
-            str(bundle / "public_key.pem"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.startswith("valid: 60 entries, seq 1..60")
-    rows = lines(bundle)
-    rows[4] = rows[4].replace("reason number 4", "reason number X")
-    write_lines(bundle, rows)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "console.audit.verify",
-            str(bundle),
-            "--public-key",
-            str(bundle / "public_key.pem"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    assert bad.returncode == 1 and "seq 5" in bad.stdout
+def test_verifier_trusts_only_a_pinned_key(bundle, tmp_path):
+    """The key shipped in the bundle is never enough on its own."""
+    from console.audit.verify import Untrusted
+
+    with pytest.raises(Untrusted):
+        verify(bundle, bundle / "public_key.pem")
+    with pytest.raises(Untrusted):
+        verify(bundle)
+    # A bundle re-signed with another key, shipping that key: refused by the pin.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from console.audit.export import public_pem
+
+    forger = Ed25519PrivateKey.generate()
+    data = (bundle / "manifest.json").read_bytes()
+    (bundle / "manifest.sig").write_bytes(base64.b64encode(forger.sign(data)) + b"\n")
+    (bundle / "public_key.pem").write_bytes(public_pem(forger.public_key()))
+    with pytest.raises(Invalid) as err:
+        check(bundle)
+    assert "not the pinned" in err.value.why
 
 
 def test_cli_verify_exit_codes(app, bundle):
     runner = app.test_cli_runner()
-    good = runner.invoke(
+    good = runner.invoke(args=["audit", "verify", str(bundle), "--fingerprint", PIN["fingerprint"]])
+    assert good.exit_code == 0 and "valid: 60" in good.output
+    unpinned = runner.invoke(
         args=["audit", "verify", str(bundle), "--public-key", str(bundle / "public_key.pem")]
     )
-    assert good.exit_code == 0 and "valid: 60" in good.output
+    assert unpinned.exit_code == 2
 
 
 def test_export_is_audited(app, bundle):
@@ -283,7 +266,8 @@ def test_auditor_downloads_a_bundle_that_verifies(app, auth, client, tmp_path):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Fingerprint" in html and 'name="target_type"' in html and 'name="target_id"' in html
-    assert "python -m console.audit.verify" in html
+    assert "verify_bundle.py" in html and "--fingerprint" in html
+    assert "python -m console.audit.verify" not in html
     resp = client.get("/audit/export/download?format=jsonl")
     assert resp.status_code == 200
     assert resp.headers["Content-Disposition"].startswith("attachment; filename=audit-export-")
@@ -326,9 +310,11 @@ def test_bad_filter_is_a_clear_400(auth, client):
         "TRUNCATE audit_entries",
     ],
 )
-def test_database_refuses_to_change_history(committed_app, pg_url, sql):
+@pytest.mark.parametrize("role", ["app", "owner"])
+def test_database_refuses_to_change_history(committed_app, pg_url, pg_owner_url, sql, role):
+    """The app role lacks the privilege; even the owner meets the append-only trigger."""
     fill(committed_app, 3)
-    url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq(pg_url if role == "app" else pg_owner_url)
     with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(sql)
     with committed_app.app_context():
@@ -338,7 +324,9 @@ def test_database_refuses_to_change_history(committed_app, pg_url, sql):
 # ---------------------------------------------------------------- retention
 
 
-def test_purge_refuses_young_entries_and_keeps_a_verifiable_log(committed_app, pg_url, tmp_path):
+def test_purge_refuses_young_entries_and_keeps_a_verifiable_log(
+    committed_app, pg_superuser_url, tmp_path
+):
     fill(committed_app, 10)
     runner = committed_app.test_cli_runner()
     young = runner.invoke(
@@ -346,8 +334,7 @@ def test_purge_refuses_young_entries_and_keeps_a_verifiable_log(committed_app, p
     )
     assert young.exit_code != 0 and "younger than 365 days" in young.output
     # Age the first four entries (test set-up only, bypassing the trigger in this session).
-    url = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(libpq(pg_superuser_url)) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE audit_entries SET ts = ts - interval '500 days' WHERE seq <= 4")
     result = runner.invoke(args=["audit", "purge", "--yes"])

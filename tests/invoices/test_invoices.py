@@ -20,6 +20,11 @@ from tests.factories import make_order
 _n = iter(range(1, 100000))
 
 
+def attempts(app) -> int:
+    """Faults for every attempt of the gateway's retry policy: Stripe keeps failing."""
+    return app.config["SETTINGS"].stripe_max_attempts
+
+
 def make_invoice(s, **fields) -> Invoice:
     order = make_order(s)
     values = {
@@ -93,7 +98,9 @@ def test_failing_target_records_payload_and_schedules_next(app, stripe, status, 
         s.commit()
     app.config["INVOICE_RETRY_BASE_SECONDS"] = 600
     try:
-        stripe.add_fault(path_prefix="/v1/customers", status=status, delay=delay)
+        stripe.add_fault(
+            path_prefix="/v1/customers", status=status, delay=delay, count=attempts(app)
+        )
         before = utcnow()
         result = app.test_cli_runner().invoke(args=["invoices", "retry-stuck"])
         assert "errors=1" in result.output
@@ -115,7 +122,7 @@ def test_max_attempts_leaves_it_failed_for_a_person(app, stripe):
         s = db.session()
         invoice = make_invoice(s, attempts=5, next_attempt_at=utcnow() - timedelta(seconds=1))
         s.commit()
-    stripe.add_fault(path_prefix="/v1/customers", status=500)
+    stripe.add_fault(path_prefix="/v1/customers", status=500, count=attempts(app))
     app.test_cli_runner().invoke(args=["invoices", "retry-stuck"])
     failed = reload(app, invoice.external_id)
     assert failed.status == InvoiceStatus.FAILED and failed.next_attempt_at is None
@@ -170,7 +177,7 @@ def test_retry_now_that_fails_again_stays_failed_and_says_so(app, auth, client, 
         invoice = make_invoice(s, status=InvoiceStatus.FAILED, attempts=6)
         s.commit()
     auth.as_role("support")
-    stripe.add_fault(path_prefix="/v1/customers", status=500)
+    stripe.add_fault(path_prefix="/v1/customers", status=500, count=attempts(app))
     resp = submit(client, "invoices:invoice:retry", invoice.external_id)
     assert resp.status_code == 303
     page = client.get(resp.headers["Location"]).get_data(as_text=True)

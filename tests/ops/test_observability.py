@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from console import db
 from console.logs import configure_logging, redact
@@ -134,15 +133,25 @@ def test_redact_masks_what_must_not_be_logged(raw, masked):
     assert masked in redact(raw)
 
 
-def test_healthz_is_503_when_migrations_are_behind(app, client):
+def test_healthz_is_503_when_migrations_are_behind(committed_app, pg_owner_url):
+    """A database two migrations behind the code: 503 for the load balancer, with why."""
+    import psycopg
+
+    from tests.conftest import libpq
+
+    client = committed_app.test_client()
     assert client.get("/healthz").status_code == 200
-    with app.app_context():
-        s = db.session()
-        s.execute(text("UPDATE alembic_version SET version_num = '0002'"))
-        s.commit()
-    resp = client.get("/healthz")
+    with psycopg.connect(libpq(pg_owner_url), autocommit=True) as conn:
+        head = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+        try:
+            resp = client.get("/healthz")
+            anonymous = client.get("/healthz", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+        finally:
+            conn.execute("UPDATE alembic_version SET version_num = %s", (head,))
     assert resp.status_code == 503
     assert "migrations are behind" in resp.get_data(as_text=True)
+    assert anonymous.status_code == 503 and anonymous.get_json() == {"status": "down"}
 
 
 def test_request_id_is_on_the_response_and_the_audit_entry(app, auth, client):

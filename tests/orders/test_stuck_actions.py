@@ -23,6 +23,11 @@ from tests.actions.helpers import confirm_form, submit
 from tests.factories import make_order
 
 
+def stripe_attempts(app) -> int:
+    """How many times the gateway tries a call before it gives up."""
+    return app.config["SETTINGS"].stripe_max_attempts
+
+
 def reload(app, external_id: str) -> Order:
     with app.app_context():
         return db.session().scalar(select(Order).where(Order.external_id == external_id))
@@ -132,7 +137,14 @@ def test_verify_survives_stripe_faults(
 ):
     auth.as_role("support")
     form = confirm_form(client, "orders:payment:verify", stuck_paid.external_id)
-    stripe.add_fault(path_prefix="/v1/payment_intents", method="GET", status=status, delay=delay)
+    # Stripe keeps failing for longer than the gateway's retries (one fault per attempt).
+    stripe.add_fault(
+        path_prefix="/v1/payment_intents",
+        method="GET",
+        status=status,
+        delay=delay,
+        count=stripe_attempts(app),
+    )
     resp = submit(client, "orders:payment:verify", stuck_paid.external_id, form=form)
     assert resp.status_code == expected
     body = resp.get_data(as_text=True)
@@ -206,7 +218,7 @@ def test_refund_rate_limited_refunds_nothing_and_a_retry_refunds_once(
     app, auth, client, captured, stripe, stripe_client
 ):
     auth.as_role("admin")
-    stripe.add_fault(path_prefix="/v1/refunds", status=429)
+    stripe.add_fault(path_prefix="/v1/refunds", status=429, count=stripe_attempts(app))
     resp = submit(client, "orders:order:refund", captured.external_id, amount="20.00")
     assert resp.status_code == 503 and "rate limiting" in resp.get_data(as_text=True)
     assert stripe_refunds(stripe_client, captured.payment_intent_id) == []
@@ -246,7 +258,12 @@ def test_refund_with_unknown_outcome_stays_in_flight_and_resume_finishes_once(
     client = committed_app.test_client()
     AuthActions(client, idp).as_role("admin")
     form = confirm_form(client, "orders:order:refund", order.external_id)
+    # The first attempt may reach Stripe (after_effect); then Stripe stays unreachable for
+    # every retry the gateway makes, so the outcome stays unknown.
     stripe.add_fault(path_prefix="/v1/refunds", status=500, after_effect=after_effect, delay=delay)
+    stripe.add_fault(
+        path_prefix="/v1/refunds", status=500, count=stripe_attempts(committed_app) - 1
+    )
     resp = submit(client, "orders:order:refund", order.external_id, form=form, amount="30.00")
     assert resp.status_code == 502
     assert "Do not refund again" in resp.get_data(as_text=True)

@@ -273,6 +273,13 @@ def test_unknown_outcome_stays_in_flight_and_resume_gives_one_transfer(
         after_effect=after_effect,
         delay=delay,
     )
+    # ...and Stripe stays unreachable for every retry the gateway makes.
+    stripe.add_fault(
+        path_prefix="/v1/transfers",
+        method="POST",
+        status=status,
+        count=committed_app.config["SETTINGS"].stripe_max_attempts - 1,
+    )
     resp = submit(
         approver,
         "payouts:release:approve",

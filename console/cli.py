@@ -47,6 +47,7 @@ def register_cli(app: Flask) -> None:
     from console.audit.cli import audit_cli
     from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
+    from console.integrations.cli import ingest_cli, integrations_cli
     from console.invoices.cli import invoices_cli
     from console.payments.cli import payouts_cli, webhooks_cli
     from console.reconciliation.cli import reconcile_cli
@@ -59,6 +60,8 @@ def register_cli(app: Flask) -> None:
         invoices_cli,
         reconcile_cli,
         coupons_cli,
+        ingest_cli,
+        integrations_cli,
     )
     for group in groups:
         app.cli.add_command(group)

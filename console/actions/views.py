@@ -145,6 +145,12 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
     next_url = form.next.data or "/"
     ok = result.outcome in ("success", "replayed")
     level = result.level if ok else "error"
+    if ok and result.reveal is not None:
+        # Shown once, in this response only: no redirect, no flash, nothing stored.
+        ctx = {"action": action, "result": result, "next_url": next_url}
+        if _is_htmx():
+            return Response(render_block("actions/revealed.html", "dialog", **ctx), status=200)
+        return render_template("actions/revealed.html", **ctx), 200
     if not _is_htmx():
         if ok:
             flash(result.message, level)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base, utcnow
@@ -21,6 +21,9 @@ class InventoryItem(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     stock_count: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LedgerReason(enum.StrEnum):
@@ -42,6 +45,8 @@ class InventoryLedgerEntry(Base):
     reason: Mapped[LedgerReason]
     reference_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The shop's id of a movement pushed through the ingest API (movements are immutable).
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class ReservationStatus(enum.StrEnum):
@@ -73,3 +78,6 @@ class InventoryReservation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)

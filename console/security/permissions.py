@@ -36,6 +36,10 @@ class Permission(enum.StrEnum):
     RECONCILIATION_FINDING_DISMISS = "reconciliation:finding:dismiss"
     PAYOUTS_PAYOUT_HOLD = "payouts:payout:hold"
     PAYOUTS_RELEASE_APPROVE = "payouts:release:approve"
+    # The shop connection (/integrations)
+    INTEGRATIONS_DELIVERY_REDELIVER = "integrations:delivery:redeliver"
+    INTEGRATIONS_KEY_MANAGE = "integrations:key:manage"
+    INTEGRATIONS_ENDPOINT_MANAGE = "integrations:endpoint:manage"
 
 
 _SUPPORT = frozenset(
@@ -47,6 +51,7 @@ _SUPPORT = frozenset(
         Permission.INVENTORY_RESERVATION_CONFIRM,
         Permission.INVOICES_INVOICE_RETRY,
         Permission.PAYOUTS_RELEASE_REQUEST,
+        Permission.INTEGRATIONS_DELIVERY_REDELIVER,
     }
 )
 
@@ -69,6 +74,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.RECONCILIATION_FINDING_DISMISS,
         Permission.PAYOUTS_PAYOUT_HOLD,
         Permission.PAYOUTS_RELEASE_APPROVE,
+        Permission.INTEGRATIONS_KEY_MANAGE,
+        Permission.INTEGRATIONS_ENDPOINT_MANAGE,
     },
     # Auditors see the queues read-only too: reviewing an entry usually means
     # opening the order or payout it names.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base, utcnow
@@ -36,3 +36,8 @@ class SupplierSyncRun(Base):
     finished_at: Mapped[datetime | None]
     items_synced: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # The shop's id of the run (ingest API); runs made here have none.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)

@@ -75,7 +75,7 @@ class KeyForm(ActionForm):
     )
     scopes = MultiCheckbox(
         "Record kinds it may write",
-        choices=[(s, s) for s in SCOPES],
+        choices=list(SCOPES),
         validators=[InputRequired("Choose at least one record kind.")],
     )
 
@@ -240,9 +240,7 @@ class EndpointForm(ActionForm):
         validators=[InputRequired("Enter the URL."), Length(min=10, max=2000)],
     )
     description = StringField("Description", validators=[Optional(), Length(max=255)])
-    event_types = MultiCheckbox(
-        "Event types (none ticked: all)", choices=[(t, t) for t in EVENT_TYPES]
-    )
+    event_types = MultiCheckbox("Event types (none ticked: all)", choices=list(EVENT_TYPES))
 
 
 def _endpoint_params(form: ActionForm) -> dict[str, Any]:

@@ -275,6 +275,7 @@ def _get(kind: Kind, external_id: str) -> Response:
 
 
 COMMON_ERRORS: dict[str, Any] = {
+    "HTTP_400": sch.Problem,
     "HTTP_401": sch.Problem,
     "HTTP_403": sch.Problem,
     "HTTP_413": sch.Problem,
@@ -314,7 +315,7 @@ def _register(kind: Kind) -> None:
     tag = kind.title
     out = kind.out_schema
     put = spec.validate(
-        json=kind.schema,
+        json=sch.put_model(kind.schema),
         resp=SpecResponse(HTTP_200=UpsertResponse, HTTP_201=UpsertResponse,
                           HTTP_409=sch.Problem, **COMMON_ERRORS),
         tags=[tag],

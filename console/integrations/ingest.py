@@ -70,6 +70,31 @@ def field_errors(exc: ValidationError) -> list[sch.FieldError]:
     return out
 
 
+def unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """The path of a string PostgreSQL cannot store (NUL, lone surrogates), if any."""
+    if depth > 32:
+        return path or "(record)"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(record)"
+        return (path or "(record)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = unstorable(k, path, depth + 1) or unstorable(
+                v, f"{path}.{k}" if path else str(k), depth + 1
+            )
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = unstorable(v, f"{path}.{i}" if path else str(i), depth + 1)
+            if found:
+                return found
+    return None
+
+
 def forward_only(
     held: str, incoming: str, ranks: dict[str, int], warnings: list[str], what: str = "status"
 ) -> str:
@@ -679,7 +704,15 @@ def _content(state: dict[str, Any] | None) -> dict[str, Any]:
 def upsert_one(s: Session, kind: Kind, raw: Any, index: int, key: ApiKey) -> sch.RecordResult:
     """Validate and apply one record in its own savepoint; never raises for bad input."""
     claimed = raw.get("id") if isinstance(raw, dict) else None
-    claimed_id = claimed if isinstance(claimed, str) else None
+    claimed_id = claimed if isinstance(claimed, str) and len(claimed) <= 64 else None
+    where = unstorable(raw)
+    if where is not None:
+        return sch.RecordResult(
+            index=index,
+            id=None,
+            result="invalid",
+            errors=[sch.FieldError(field=where, message="text with NUL or invalid Unicode")],
+        )
     try:
         rec = kind.schema.model_validate(raw)
     except ValidationError as exc:

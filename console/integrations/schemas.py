@@ -7,7 +7,7 @@ the record state that outbound events carry.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,6 +32,14 @@ def _no_control(value: str) -> str:
     return value
 
 
+def _storable_time(value: datetime) -> datetime:
+    # Stored in UTC: a time at the very edge of the calendar must still convert.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
 Text = Annotated[str, AfterValidator(_no_control)]
 ExternalId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")]
@@ -41,13 +49,14 @@ Currency = Annotated[
 ]
 Email = Annotated[
     str,
-    StringConstraints(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
+    StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(_no_control),
 ]
 Amount = Annotated[int, Field(ge=0, le=INT4)]
 Count = Annotated[int, Field(ge=0, le=INT4)]
-ShortText = Annotated[Text, StringConstraints(max_length=255)]
-LongText = Annotated[Text, StringConstraints(max_length=4000)]
-Timestamp = AwareDatetime
+ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_control)]
+LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_control)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_time)]
 
 
 class Record(BaseModel):
@@ -96,13 +105,19 @@ class OrderIn(Record):
     customer_email: Email
     amount: Amount = Field(description="Total in minor units of `currency`.")
     currency: Currency
-    payment_intent_id: Annotated[Text, StringConstraints(max_length=255)] | None = None
-    checkout_session_id: Annotated[Text, StringConstraints(max_length=255)] | None = None
+    payment_intent_id: (
+        Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_control)] | None
+    ) = None
+    checkout_session_id: (
+        Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_control)] | None
+    ) = None
     listing_id: ExternalId | None = None
     seller_email: Email | None = None
     supplier: ShortText | None = Field(default=None, description="Supplier name (dropship).")
     supplier_forwarded_at: Timestamp | None = None
-    supplier_order_ref: Annotated[Text, StringConstraints(max_length=128)] | None = None
+    supplier_order_ref: (
+        Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control)] | None
+    ) = None
     paid_at: Timestamp | None = None
     created_at: Timestamp | None = None
     lines: Annotated[list[OrderLineIn], Field(max_length=200)] = Field(default_factory=list)
@@ -325,5 +340,20 @@ def batch_model(record: type[Record]) -> type[BaseModel]:
             Annotated[list[record], Field(min_length=1, max_length=MAX_BATCH)],  # type: ignore[valid-type]
             ...,
         ),  # type: ignore[arg-type]
+    )
+    return model
+
+
+def put_model(record: type[Record]) -> type[BaseModel]:
+    """The body of a single upsert: the record, its `id` optional (the path names it)."""
+    from pydantic import create_model
+
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        record.__name__.removesuffix("In") + "Put",
+        __base__=record,
+        id=(
+            ExternalId | None,
+            Field(default=None, description="Optional here; if given, equal to the path's id."),
+        ),
     )
     return model

@@ -144,6 +144,13 @@ def main() -> int:
         if not port_free(console_port):
             break
         time.sleep(0.1)
+    # ---------------------------------------------------------------- the reference shop
+    # issue 14 (shop-api): examples/shop beside the console, connected with one API key and
+    # one endpoint, seeded *through the API*; its events are delivered every few seconds
+    # until the job engine schedules `integrations deliver`. Self-contained: the lead may
+    # move this block as a whole.
+    shop = start_reference_shop(env, base_url, console_port, reset=args.reset)
+    # ---------------------------------------------------------------- end of the shop block
     print(
         "\n"
         f"  Payments console: {base_url}/\n"
@@ -156,6 +163,8 @@ def main() -> int:
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
+    if shop is not None:
+        print(f"  Reference shop: {shop.url}/ (its orders; events from the console arrive here)\n")
 
     def stop(*_: object) -> None:
         server.terminate()
@@ -168,9 +177,75 @@ def main() -> int:
         server.wait(timeout=10)
         return 0
     finally:
+        if shop is not None:
+            shop.stop()
         idp.stop()
         if stripe_double is not None:
             stripe_double.stop()
+
+
+# -------------------------------------------------------------------- reference shop helpers
+
+
+def shop_database_url(console_database_url: str) -> str:
+    """The shop's own database on the console's PostgreSQL server (database `shop`)."""
+    explicit = os.environ.get("SHOP_DATABASE_URL")
+    if explicit:
+        return explicit
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = console_database_url.replace("postgresql+psycopg://", "postgresql://")
+    if not url.startswith(("postgresql://", "postgres://")):
+        return "postgresql://postgres@127.0.0.1:5432/shop"
+    return urlunsplit(urlsplit(url)._replace(path="/shop"))
+
+
+def start_reference_shop(env: dict[str, str], base_url: str, console_port: int, *, reset: bool):
+    """Connect examples/shop to the console, seed the console through it, deliver its events."""
+    import json
+    import threading
+
+    from examples.shop.__main__ import seed_records
+    from examples.shop.app import ReferenceShop
+
+    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+    shop_port = pick_port(console_port + 100)
+    shop_url = f"http://127.0.0.1:{shop_port}"
+    connected = subprocess.run(
+        [*flask, "integrations", "connect", "--shop", "Reference tea shop", "--json",
+         "--key-name", "reference shop (demo)", "--url", f"{shop_url}/webhooks/console"],
+        env=env, cwd=ROOT, check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if connected.returncode != 0:
+        print(f"==> reference shop not started: {connected.stderr.strip()}", file=sys.stderr)
+        return None
+    creds = json.loads(connected.stdout.strip().splitlines()[-1])
+    try:
+        shop = ReferenceShop.start(
+            database_url=shop_database_url(env["DATABASE_URL"]),
+            console_url=base_url,
+            api_key=creds["api_key"],
+            webhook_secret=creds["webhook_secret"],
+            port=shop_port,
+        )
+    except Exception as exc:  # the console demo still runs without the shop
+        print(f"==> reference shop not started: {exc}", file=sys.stderr)
+        return None
+    if reset:
+        with shop.store.connect() as conn:
+            conn.execute("TRUNCATE shop_records, shop_console_events, shop_record_sequences")
+    seed_records(shop.store)
+    summary = shop.push()
+    print(f"==> reference shop at {shop.url}, pushed through /api/v1: {summary}", flush=True)
+
+    def deliver_forever() -> None:
+        while True:
+            subprocess.run([*flask, "integrations", "deliver"], env=env, cwd=ROOT, check=False,
+                           capture_output=True)  # fmt: skip
+            time.sleep(5)
+
+    threading.Thread(target=deliver_forever, name="deliver", daemon=True).start()
+    return shop
 
 
 if __name__ == "__main__":

@@ -165,9 +165,13 @@ def _loader_key(s: Any, key_prefix: str | None) -> Any:
         return key
     actor = cli_actor()
     return ApiKey(
-        name="backfill", shop=str(actor["sub"]), prefix=f"cli-{actor['sub']}"[:32],
-        secret_hash="", scopes=list(SCOPES), created_by_sub=str(actor["sub"]),
-    )  # fmt: skip
+        name="backfill",
+        shop=str(actor["sub"]),
+        prefix=f"cli-{actor['sub']}"[:32],
+        secret_hash="",
+        scopes=list(SCOPES),
+        created_by_sub=str(actor["sub"]),
+    )
 
 
 @integrations_cli.command("deliver")
@@ -190,3 +194,78 @@ def deliver_cmd(limit: int) -> None:
         f"scanned={report.scanned} acted={report.acted} retried={report.retried} "
         f"failed={report.failed} errors={report.errors}"
     )
+
+
+@integrations_cli.command("connect")
+@click.option(
+    "--shop", "shop_name", required=True, help="The shop's name (shown on /integrations)."
+)
+@click.option("--url", required=True, help="The shop's webhook receiver URL.")
+@click.option("--key-name", default="storefront", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the key and secret as JSON.")
+def connect_cmd(shop_name: str, url: str, key_name: str, as_json: bool) -> None:
+    """Connect a shop: one API key (all record kinds) and one endpoint, printed once.
+
+    The same as an admin's 'Create API key' and 'Add endpoint' on /integrations,
+    audited as the person at the command line.
+    """
+    from flask import current_app
+
+    from console import db
+    from console.audit.service import record
+    from console.integrations import delivery as dl
+    from console.integrations.keys import SCOPES, issue_key
+    from console.integrations.models import WebhookEndpoint
+    from console.payments.cli import cli_actor
+
+    why = dl.check_url(url, allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE_URLS"]))
+    if why:
+        raise click.ClickException(f"that URL cannot receive events: {why}")
+    s = db.session()
+    actor = cli_actor()
+    issued = issue_key(
+        s, name=key_name, shop=shop_name, scopes=list(SCOPES), actor_sub=str(actor["sub"])
+    )
+    secret = dl.new_secret()
+    endpoint = WebhookEndpoint(
+        url=url,
+        description=f"{shop_name} (connect)",
+        secret_enc=dl.seal(secret),
+        created_by_sub=str(actor["sub"]),
+    )
+    s.add(endpoint)
+    s.flush()
+    for action, target_type, target_id, details in (
+        (
+            "integrations:key:create",
+            "integrations",
+            "shop",
+            {"key_id": issued.key.id, "prefix": issued.key.prefix},
+        ),
+        (
+            "integrations:endpoint:create",
+            "integrations",
+            "shop",
+            {"endpoint_id": endpoint.id, "url": url},
+        ),
+    ):
+        record(
+            s,
+            action=action,
+            outcome="success",
+            actor=actor,
+            target_type=target_type,
+            target_id=target_id,
+            reason=f"connected {shop_name} from the command line",
+            details=details,
+        )
+    s.commit()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"api_key": issued.token, "webhook_secret": secret, "endpoint_id": endpoint.id}
+            )
+        )
+        return
+    click.echo(f"API key (shown once): {issued.token}")
+    click.echo(f"Endpoint #{endpoint.id} {url}, signing secret (shown once): {secret}")

@@ -55,6 +55,8 @@ Email = Annotated[
 Amount = Annotated[int, Field(ge=0, le=INT4)]
 Count = Annotated[int, Field(ge=0, le=INT4)]
 ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_control)]
+StripeId = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_control)]
+Ref = Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control)]
 LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_control)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_time)]
 
@@ -348,7 +350,7 @@ def put_model(record: type[Record]) -> type[BaseModel]:
     """The body of a single upsert: the record, its `id` optional (the path names it)."""
     from pydantic import create_model
 
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         record.__name__.removesuffix("In") + "Put",
         __base__=record,
         id=(

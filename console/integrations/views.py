@@ -41,7 +41,7 @@ def index() -> Any:
     """The shop connection: keys in, endpoints and deliveries out."""
     s = db.session()
     args = request.args.to_dict()
-    filters = {k: args.get(k, "").strip() for k in ("status", "type", "endpoint", "record")}
+    filters = {k: args.get(k, "").strip() for k in ("status", "type", "endpoint_id", "record")}
     stmt = select(EventDelivery).options(
         joinedload(EventDelivery.event), joinedload(EventDelivery.endpoint)
     )
@@ -51,10 +51,10 @@ def index() -> Any:
             args.setdefault("sort", "next")
     else:
         filters["status"] = ""
-    if filters["endpoint"].isdigit() and len(filters["endpoint"]) < 12:
-        stmt = stmt.where(EventDelivery.endpoint_id == int(filters["endpoint"]))
+    if filters["endpoint_id"].isdigit() and len(filters["endpoint_id"]) < 12:
+        stmt = stmt.where(EventDelivery.endpoint_id == int(filters["endpoint_id"]))
     else:
-        filters["endpoint"] = ""
+        filters["endpoint_id"] = ""
     if filters["type"] in EVENT_TYPES or filters["record"]:
         stmt = stmt.join(OutboxEvent, OutboxEvent.id == EventDelivery.event_pk)
         if filters["type"] in EVENT_TYPES:

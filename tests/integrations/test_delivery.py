@@ -104,7 +104,7 @@ def test_the_shop_verifies_signatures_and_secret_rotation_overlaps(app, auth, cl
         order = make_order(s, status=OrderStatus.PENDING, paid_at=None, payment_intent_id=None)
         s.commit()
     shop_order(shop, order.external_id)
-    endpoint_id, old_secret = add_endpoint(app, shop)
+    endpoint_id, _old_secret = add_endpoint(app, shop)
     # A forged call is refused by the shop's standardwebhooks check.
     forged = requests.post(
         shop.webhook_url,

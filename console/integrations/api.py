@@ -79,11 +79,17 @@ csrf.exempt(bp)
 
 
 def _rate_key() -> str:
-    """One bucket per API key (its public prefix); requests without one share the IP's."""
+    """One bucket per API key; requests without one share their IP's.
+
+    Keyed on a hash of the whole token, not its public prefix: whoever knows
+    only the prefix (it is shown on /integrations) cannot use up a shop's budget.
+    """
+    import hashlib
+
     header = request.headers.get("Authorization", "")
     token = header.partition(" ")[2].strip()
     if token.startswith("csk_"):
-        return "key:" + token[4:].split("_", 1)[0][:32]
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:32]
     return "ip:" + (request.remote_addr or "unknown")
 
 

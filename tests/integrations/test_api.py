@@ -285,12 +285,16 @@ def test_rate_limit_per_key_answers_429_with_retry_after(app, client):
         ]
         limited = client.get("/api/v1/orders/ORD-none", headers=bearer(token))
         fresh = client.get("/api/v1/orders/ORD-none", headers=bearer(other))
+        # Someone who knows only the key's public prefix has a budget of their own.
+        forged = token.rsplit("_", 1)[0] + "_" + "x" * 43
+        spoofed = client.get("/api/v1/orders/ORD-none", headers=bearer(forged))
     finally:
         app.config["API_RATE_LIMIT"] = "1200/minute"
     assert codes[:3] == [404, 404, 404] and codes[3] == 429
     assert limited.status_code == 429 and limited.mimetype == PROBLEM
     assert int(limited.headers["Retry-After"]) > 0
     assert fresh.status_code == 404  # another key has its own budget
+    assert spoofed.status_code == 401
 
 
 def test_openapi_document_and_reference_page(client):

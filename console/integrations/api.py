@@ -129,8 +129,10 @@ def _authenticate() -> Response | None:
         key = authenticate(s, request.headers.get("Authorization"), now)
     except AuthFailure as exc:
         API_AUTH_FAILURES.labels(exc.title.split()[-1].lower()).inc()
-        if exc.key is not None:
-            # A known key that no longer works: worth an audit entry (who still uses it).
+        if exc.key is not None and _first_denial_this_minute(exc.key.id, now):
+            # A known key that no longer works: worth an audit entry (who still uses it),
+            # once a minute per key and process, so a shop retrying in a loop cannot flood
+            # the append-only log.
             from console.audit.service import record_now
             from console.integrations.keys import api_actor
 
@@ -151,6 +153,17 @@ def _authenticate() -> Response | None:
         s.commit()
     g.api_key = key
     return None
+
+
+_LAST_DENIAL: dict[int, float] = {}
+
+
+def _first_denial_this_minute(key_id: int, now: Any) -> bool:
+    at = now.timestamp()
+    if at - _LAST_DENIAL.get(key_id, 0.0) < 60:
+        return False
+    _LAST_DENIAL[key_id] = at
+    return True
 
 
 def _kind_allowed(kind: Kind) -> Response | None:

@@ -330,9 +330,13 @@ class FailedDeliveriesCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Any]:
+        from flask import has_app_context
+
         from console import db
 
-        with self.app.app_context():
+        # The app serving /metrics, when there is one (several apps live in one test process).
+        app = current_app._get_current_object() if has_app_context() else self.app  # type: ignore[attr-defined]
+        with app.app_context():
             s = db.session()
             n = s.scalar(
                 select(func.count(EventDelivery.id)).where(

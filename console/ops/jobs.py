@@ -51,12 +51,6 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec("reconcile", "Stripe reconciliation", timedelta(hours=24), "reconcile run"),
         JobSpec("supplier-sync", "Supplier sync", timedelta(hours=1), "suppliers sync"),
-        JobSpec(
-            "integrations-deliver",
-            "Events to the shop",
-            timedelta(minutes=1),
-            "integrations deliver",
-        ),
     )
 }
 

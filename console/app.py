@@ -54,6 +54,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         INVOICE_RETRY_CAP_SECONDS=int(environ.get("INVOICE_RETRY_CAP_SECONDS", "21600")),
         INVOICE_MAX_ATTEMPTS=int(environ.get("INVOICE_MAX_ATTEMPTS", "6")),
         PAYOUT_AUTO_RELEASE_LIMIT=int(environ.get("PAYOUT_AUTO_RELEASE_LIMIT", "50000")),
+        # The shop connection (console/integrations): ingest API and outbound events.
+        API_RATE_LIMIT=environ.get("API_RATE_LIMIT", "1200/minute"),
+        API_MAX_BODY_BYTES=int(environ.get("API_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+        RATELIMIT_STORAGE_URI=environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        WEBHOOK_TIMEOUT_SECONDS=float(environ.get("WEBHOOK_TIMEOUT_SECONDS", "10")),
+        WEBHOOK_RETRY_BASE_SECONDS=int(environ.get("WEBHOOK_RETRY_BASE_SECONDS", "30")),
+        WEBHOOK_RETRY_CAP_SECONDS=int(environ.get("WEBHOOK_RETRY_CAP_SECONDS", "21600")),
+        WEBHOOK_RETRY_WINDOW_SECONDS=int(environ.get("WEBHOOK_RETRY_WINDOW_SECONDS", "259200")),
+        WEBHOOK_ALLOW_PRIVATE_URLS=environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "")
+        or ("" if settings.is_production else "1"),
     )
     if settings.proxy_fix_hops:
         h = settings.proxy_fix_hops
@@ -101,6 +111,8 @@ def _register_blueprints(app: Flask) -> None:
     from console.audit.views import bp as audit_bp
     from console.coupons.views import bp as coupons_bp
     from console.dashboard import bp as dashboard_bp
+    from console.integrations.api import init_api
+    from console.integrations.views import bp as integrations_bp
     from console.inventory.views import bp as inventory_bp
     from console.invoices.views import bp as invoices_bp
     from console.ops.views import bp as ops_bp
@@ -125,13 +137,17 @@ def _register_blueprints(app: Flask) -> None:
         invoices_bp,
         payouts_bp,
         reconciliation_bp,
+        integrations_bp,
     ):
         app.register_blueprint(bp)
+    init_api(app)
 
     # Declarations register themselves on import: actions, webhook handlers, jobs.
     from console.audit import jobs as _audit_jobs  # noqa: F401
     from console.coupons import actions as _coupon_actions  # noqa: F401
     from console.coupons import jobs as _coupon_jobs  # noqa: F401
+    from console.integrations import actions as _integration_actions  # noqa: F401
+    from console.integrations import jobs as _integration_jobs  # noqa: F401
     from console.inventory import actions as _inventory_actions  # noqa: F401
     from console.invoices import actions as _invoice_actions  # noqa: F401
     from console.invoices import jobs as _invoice_jobs  # noqa: F401

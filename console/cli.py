@@ -100,6 +100,7 @@ def register_cli(app: Flask) -> None:
     from console.audit.cli import audit_cli
     from console.coupons.cli import coupons_cli
     from console.demo.cli import demo_cli
+    from console.integrations.cli import ingest_cli, integrations_cli
     from console.inventory.cli import inventory_cli
     from console.invoices.cli import invoices_cli
     from console.jobs.cli import jobs_cli
@@ -118,6 +119,8 @@ def register_cli(app: Flask) -> None:
         jobs_cli,
         inventory_cli,
         suppliers_cli,
+        ingest_cli,
+        integrations_cli,
     )
     for group in groups:
         app.cli.add_command(group)

@@ -37,6 +37,11 @@ def _wants_json() -> bool:
 
 
 def render_error(status: int, message: str) -> tuple[Any, int]:
+    if request.path.startswith("/api/"):
+        # The ingest API answers RFC 9457 problem details, whatever went wrong.
+        from console.integrations.api import problem
+
+        return problem(status, TITLES.get(status, "Error"), message), status
     if _wants_json():
         return jsonify(error=message, status=status, request_id=g.get("request_id")), status
     if request.headers.get("HX-Request") == "true":

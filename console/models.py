@@ -4,6 +4,14 @@ from console.actions.models import IdempotencyRecord
 from console.audit.models import AuditChainHead, AuditCheckpoint, AuditEntry
 from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
 from console.db import Base
+from console.integrations.models import (
+    ApiKey,
+    DeliveryStatus,
+    EventDelivery,
+    OutboxEvent,
+    RecordSequence,
+    WebhookEndpoint,
+)
 from console.inventory.models import (
     InventoryItem,
     InventoryLedgerEntry,
@@ -45,6 +53,7 @@ from console.security.models import LoginSession, User
 from console.suppliers.models import Supplier, SupplierProduct, SupplierSyncRun, SyncStatus
 
 __all__ = [
+    "ApiKey",
     "Approval",
     "ApprovalItem",
     "ApprovalStatus",
@@ -55,7 +64,9 @@ __all__ = [
     "Coupon",
     "CouponReservation",
     "CouponReservationStatus",
+    "DeliveryStatus",
     "DisputeStatus",
+    "EventDelivery",
     "FindingStatus",
     "FindingType",
     "IdempotencyRecord",
@@ -76,11 +87,13 @@ __all__ = [
     "OrderLine",
     "OrderNote",
     "OrderStatus",
+    "OutboxEvent",
     "Payment",
     "PaymentStatus",
     "PayoutStatus",
     "ReconciliationFinding",
     "ReconciliationRun",
+    "RecordSequence",
     "ReservationStatus",
     "RunStatus",
     "Seller",
@@ -91,6 +104,7 @@ __all__ = [
     "SupplierSyncRun",
     "SyncStatus",
     "User",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookRejection",
     "WebhookStatus",

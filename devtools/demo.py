@@ -13,7 +13,9 @@ a unix socket only). Ctrl-C stops it all, the database server included.
   overrides it).
 - Identity: npm `oidc-provider` with the demo identities.
 - One job worker (`flask --app wsgi jobs worker`): bulk releases, reconciliation
-  runs and the scheduled jobs.
+  runs, deliveries to the shop and the scheduled jobs.
+- The reference shop (examples/shop): its own database, connected with one API
+  key and one endpoint, seeding the console through /api/v1.
 """
 
 from __future__ import annotations
@@ -269,6 +271,9 @@ def main() -> int:
             if not port_free(console_port):
                 break
             time.sleep(0.1)
+        shop = start_reference_shop(env, base_url, console_port, reset=args.reset)
+        if shop is not None:
+            demo.on_stop("reference shop", shop.stop)
         lines = "\n".join(f"    {login:<22} {role}" for login, role in IDENTITIES)
         print(
             f"\n  Payments console: {base_url}/\n"
@@ -277,12 +282,72 @@ def main() -> int:
             "  Ctrl-C stops everything (the database server too).\n",
             flush=True,
         )
+        if shop is not None:
+            print(f"  Reference shop: {shop.url}/ (its orders; the console's events arrive here)\n")
         return demo.wait()
     except KeyboardInterrupt:
         print("\nstopping the demo", flush=True)
         return 0
     finally:
         demo.stop()
+
+
+# -------------------------------------------------------------------- the reference shop
+
+
+def shop_database_url(env: dict[str, str]) -> str:
+    """The shop's own database `shop` on the console's server (as the owner: it creates it)."""
+    explicit = os.environ.get("SHOP_DATABASE_URL")
+    if explicit:
+        return explicit
+    from urllib.parse import urlsplit, urlunsplit
+
+    base = env.get("DATABASE_MIGRATION_URL") or env["DATABASE_URL"]
+    url = base.replace("postgresql+psycopg://", "postgresql://", 1)
+    return urlunsplit(urlsplit(url)._replace(path="/shop"))
+
+
+def start_reference_shop(env: dict[str, str], base_url: str, console_port: int, *, reset: bool):
+    """examples/shop beside the console: one API key, one endpoint, seeded through the API.
+
+    The console's events reach it through the job worker (delivery is enqueued
+    with each event, and retried every minute).
+    """
+    import json
+
+    from examples.shop.__main__ import seed_records
+    from examples.shop.app import ReferenceShop
+
+    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+    shop_port = pick_port(console_port + 100)
+    shop_url = f"http://127.0.0.1:{shop_port}"
+    connected = subprocess.run(
+        [*flask, "integrations", "connect", "--shop", "Reference tea shop", "--json",
+         "--key-name", "reference shop (demo)", "--url", f"{shop_url}/webhooks/console"],
+        env=env, cwd=ROOT, check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if connected.returncode != 0:
+        print(f"==> reference shop not started: {connected.stderr.strip()}", file=sys.stderr)
+        return None
+    creds = json.loads(connected.stdout.strip().splitlines()[-1])
+    try:
+        shop = ReferenceShop.start(
+            database_url=shop_database_url(env),
+            console_url=base_url,
+            api_key=creds["api_key"],
+            webhook_secret=creds["webhook_secret"],
+            port=shop_port,
+        )
+    except Exception as exc:  # the console demo still runs without the shop
+        print(f"==> reference shop not started: {exc}", file=sys.stderr)
+        return None
+    if reset:
+        with shop.store.connect() as conn:
+            conn.execute("TRUNCATE shop_records, shop_console_events, shop_record_sequences")
+    seed_records(shop.store)
+    summary = shop.push()
+    say(f"reference shop at {shop.url}, pushed through /api/v1: {summary}")
+    return shop
 
 
 if __name__ == "__main__":

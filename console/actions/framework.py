@@ -169,6 +169,9 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
     level: str = "success"
     """`warning` when the action ran but its result needs attention (e.g. a retry failed)."""
+    reveal: str | None = None
+    """A secret to show once (a new API key): shown in the response, never stored or audited."""
+    reveal_label: str = "Secret"
 
 
 @dataclass
@@ -220,6 +223,12 @@ class Action(Generic[T]):
     nothing is written (the page was out of date)."""
     currency: Callable[[T], str] | None = None
     """The currency the form's money fields are typed in (sets `form.currency`)."""
+    event: str | Callable[[Any], str | None] | None = None
+    """The outbox event a success writes about each changed shop record, e.g.
+    `"order.refunded"` (console/integrations/outbox.py EVENT_TYPES), or a function of
+    the record giving the type or None (no event)."""
+    event_records: Callable[[T], list[Any]] | None = None
+    """The shop records the event is about, when the target is not one (default: [target])."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None
@@ -295,6 +304,8 @@ class RunResult:
     audit_seq: int | None = None
     target: Any = None
     level: str = "success"
+    reveal: str | None = None
+    reveal_label: str = "Secret"
 
 
 def audit_denied(action: Action[Any], user: CurrentUser, target_id: str, why: str) -> int | None:
@@ -448,6 +459,18 @@ def run_action(
             params=params,
             details=outcome.details,
         )
+        if action.event is not None:
+            # The transactional outbox: the shop hears of the change, or the change never was.
+            from console.integrations.outbox import emit_for_action
+
+            emit_for_action(
+                s,
+                action.event,
+                action.event_records(target) if action.event_records else [target],
+                actor=user.actor(),
+                reason=reason,
+                audit_seq=entry.seq,
+            )
         s.add(
             IdempotencyRecord(
                 key=key,
@@ -461,7 +484,16 @@ def run_action(
             )
         )
         s.commit()
-        return RunResult(200, outcome.message, "success", entry.seq, target, outcome.level)
+        return RunResult(
+            200,
+            outcome.message,
+            "success",
+            entry.seq,
+            target,
+            outcome.level,
+            reveal=outcome.reveal,
+            reveal_label=outcome.reveal_label,
+        )
     except IntegrityError as exc:
         # The same idempotency key committed between our check and our insert.
         s.rollback()

@@ -229,6 +229,14 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
     next_url = form.next.data or "/"
     ok = result.outcome in ("success", "replayed")
     level = result.level if ok else "error"
+    if ok and result.reveal is not None:
+        # Shown once, in this response only: no redirect, no flash, nothing stored.
+        ctx = {"action": action, "result": result, "next_url": next_url}
+        if _on_confirm_page():
+            return _into_panel(render_block("actions/revealed.html", "dialog", **ctx), 200)
+        if _is_htmx():
+            return Response(render_block("actions/revealed.html", "dialog", **ctx), status=200)
+        return render_template("actions/revealed.html", **ctx), 200
     if ok and _on_confirm_page():
         return _done_panel(action, target_id, result, level, next_url)
     if not _is_htmx() or _on_confirm_page():

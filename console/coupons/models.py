@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base, utcnow
@@ -26,6 +26,9 @@ class Coupon(Base):
     redeemed_count: Mapped[int] = mapped_column(default=0)
     reserved_count: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class CouponReservationStatus(enum.StrEnum):
@@ -56,3 +59,8 @@ class CouponReservation(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    # The shop's id of the reservation (ingest API); reservations made here have none.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import FetchedValue, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from console.db import Base, utcnow
@@ -42,6 +42,9 @@ class InventoryItem(Base):
         server_default=FetchedValue(), server_onupdate=FetchedValue()
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
     drift: Mapped[int] = column_property(stock_count - ledger_total)
     """stock_count minus the ledger sum: positive when stock shows more than the ledger."""
@@ -67,6 +70,8 @@ class InventoryLedgerEntry(Base):
     reason: Mapped[LedgerReason]
     reference_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The shop's id of a movement pushed through the ingest API (movements are immutable).
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class ReservationStatus(enum.StrEnum):
@@ -103,3 +108,6 @@ class InventoryReservation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)

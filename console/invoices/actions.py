@@ -108,6 +108,7 @@ retry_now = declare(
         snapshot=invoice_snapshot,
         return_url=invoice_url,
         row=invoice_row,
+        event=lambda i: "invoice.transmitted" if i.status == InvoiceStatus.TRANSMITTED else None,
     )
 )
 
@@ -145,6 +146,7 @@ mark_sent = declare(
         params=lambda form: {"external_ref": (form.data.get("external_ref") or "").strip()},
         ticket_required=True,
         row=invoice_row,
+        event="invoice.transmitted",
     )
 )
 
@@ -172,6 +174,7 @@ void = declare(
         return_url=invoice_url,
         danger=True,
         row=invoice_row,
+        event="invoice.voided",
     )
 )
 
@@ -262,5 +265,7 @@ bulk_retry = declare(
             "invoices": {i.external_id: i.status.value for i in sel.invoices},
         },
         return_url=lambda sel: url_for("invoices.failed", **dict(sel.filters)),  # type: ignore[arg-type]
+        event=lambda i: "invoice.transmitted" if i.status == InvoiceStatus.TRANSMITTED else None,
+        event_records=lambda sel: sel.invoices,
     )
 )

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, utcnow
@@ -51,6 +51,9 @@ class Invoice(Base):
     external_ref: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
     transmissions: Mapped[list[InvoiceTransmission]] = relationship(
         back_populates="invoice", order_by="InvoiceTransmission.id"
@@ -71,5 +74,7 @@ class InvoiceTransmission(Base):
     response_status: Mapped[int | None]
     succeeded: Mapped[bool] = mapped_column(default=False)
     error_payload: Mapped[dict[str, Any] | None]
+    # The shop's id of a transmission it reported through the ingest API; ours have none.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     invoice: Mapped[Invoice] = relationship(back_populates="transmissions")

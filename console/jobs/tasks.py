@@ -5,6 +5,7 @@
 - `payouts.release_approval`: an approved release of a selection, row by row;
 - `reconciliation.run`: a run started from the reconciliation page;
 - `suppliers.resume_sync`: Retry sync of a failed supplier sync run;
+- `integrations.deliver_now`: the shop's events an action just wrote;
 - `engine.retry_stalled`: puts the jobs of dead workers back in the queue.
 """
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 RELEASE_APPROVAL = "payouts.release_approval"
 RECONCILIATION_RUN = "reconciliation.run"
 SUPPLIER_SYNC_RESUME = "suppliers.resume_sync"
+DELIVER_NOW = "integrations.deliver_now"
 
 
 def job_task(name: str) -> str:
@@ -65,6 +67,16 @@ def supplier_sync_resume(run_id: int, actor: dict[str, Any]) -> None:
 
     with task_context() as s:
         resume_sync(s, supplier_gateway(), run_id, actor=actor)
+
+
+@engine.task(name=DELIVER_NOW, queue="default")
+@timed
+def deliver_now(**_: Any) -> None:
+    """Send the deliveries an action just wrote (retries wait for the minute job)."""
+    from console.integrations.delivery import deliver_due
+
+    with task_context() as s:
+        deliver_due(s)
 
 
 @engine.periodic(cron="* * * * * */5", periodic_id="stalled")

@@ -245,6 +245,7 @@ verify_and_mark_paid = declare(
         snapshot=order_snapshot,
         return_url=order_url,
         row=order_row,
+        event=lambda o: "order.marked_paid" if o.status == OrderStatus.CONFIRMED else None,
     )
 )
 
@@ -311,6 +312,7 @@ confirm_reservation = declare(
         snapshot=_reservation_snapshot,
         return_url=order_url,
         row=order_row,
+        event="order.reservation_confirmed",
     )
 )
 
@@ -356,6 +358,7 @@ cancel_order = declare(
         return_url=order_url,
         danger=True,
         row=order_row,
+        event="order.cancelled",
     )
 )
 
@@ -501,17 +504,22 @@ def finish_refund(s: Session, gw: StripeGateway, movement: MoneyMovement) -> str
     )
     if payment is not None:
         apply_refund(s, order, payment, movement.amount)
-    record(
+    actor: dict[str, Any] = {"sub": "system:payouts-resume", "email": None, "roles": []}
+    why = "finished an in-flight refund with its original idempotency key"
+    entry = record(
         s,
         action="orders:order:refund",
         outcome="success",
-        actor={"sub": "system:payouts-resume", "email": None, "roles": []},
+        actor=actor,
         target_type="order",
         target_id=order.external_id,
-        reason="finished an in-flight refund with its original idempotency key",
+        reason=why,
         params={"amount_minor": movement.amount},
         details={"refund_id": refund["id"], "movement_id": movement.id},
     )
+    from console.integrations.outbox import emit
+
+    emit(s, "order.refunded", order, actor=actor, reason=why, audit_seq=entry.seq)
     return str(refund["id"])
 
 
@@ -534,6 +542,7 @@ refund_order = declare(
         high_risk=True,
         danger=True,
         row=order_row,
+        event="order.refunded",
     )
 )
 
@@ -671,5 +680,6 @@ forward_to_supplier = declare(
         return_url=order_url,
         row=forward_row,
         reason_help="Why you forward it by hand (e.g. the automatic forward failed at 10:02).",
+        event="order.forwarded_to_supplier",
     )
 )

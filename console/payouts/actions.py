@@ -20,6 +20,7 @@ from console.actions.framework import (
 )
 from console.audit.service import record
 from console.db import parse_id, utcnow
+from console.integrations.outbox import emit
 from console.jobs.engine import enqueue
 from console.jobs.tasks import RELEASE_APPROVAL
 from console.payments.gateway import gateway
@@ -103,6 +104,7 @@ hold = declare(
         effect=_hold_effect,
         snapshot=payout_snapshot,
         return_url=payout_url,
+        event="payout.held",
     )
 )
 
@@ -122,6 +124,7 @@ unhold = declare(
         effect=_unhold_effect,
         snapshot=payout_snapshot,
         return_url=payout_url,
+        event="payout.hold_lifted",
     )
 )
 
@@ -262,7 +265,7 @@ def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
         )
         results.append(result)
         if result.result == "released":
-            record(
+            entry = record(
                 ctx.session,
                 action="payouts:payout:release",
                 outcome="success",
@@ -272,6 +275,14 @@ def _approve_effect(ctx: ActionContext, a: Approval) -> Outcome:
                 reason=ctx.reason,
                 params={"approval_id": a.id},
                 details={"transfer_id": result.transfer_id, **result.details},
+            )
+            emit(
+                ctx.session,
+                "payout.released",
+                p,
+                actor=ctx.user.actor(),
+                reason=ctx.reason,
+                audit_seq=entry.seq,
             )
         for item in a.items:
             if item.payout_id == p.id:

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, utcnow
@@ -75,6 +75,9 @@ class SellerPayout(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
     seller: Mapped[Seller] = relationship()
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.chain import canonical_json
 from console.db import utcnow
+from console.integrations.outbox import emit
 from console.payments import money
 from console.payments.gateway import GatewayError, StripeGateway
 from console.payments.models import MoneyMovement, MovementKind, MovementStatus
@@ -259,17 +260,19 @@ def finish_transfer(s: Session, gw: StripeGateway, movement: MoneyMovement) -> s
     mark_released(payout, transfer_id)
     from console.audit.service import record
 
-    record(
+    why = "finished an in-flight transfer with its original idempotency key"
+    entry = record(
         s,
         action="payouts:payout:release",
         outcome="success",
         actor=RESUME,
         target_type="payout",
         target_id=payout.external_id,
-        reason="finished an in-flight transfer with its original idempotency key",
+        reason=why,
         details={"transfer_id": transfer_id, "movement_id": movement.id},
     )
     _finish_approval(s, movement, payout, transfer_id)
+    emit(s, "payout.released", payout, actor=RESUME, reason=why, audit_seq=entry.seq)
     return transfer_id
 
 
@@ -402,16 +405,19 @@ def auto_release(
             continue
         payout.status = PayoutStatus.APPROVED
         result = release_one(s, gw, payout, actor_sub=SYSTEM_SUB)
-        record(
+        why = "auto-release: eligible and within the limit"
+        entry = record(
             s,
             action="payouts:payout:release",
             outcome="success" if result.result == "released" else "failed",
             actor=SYSTEM,
             target_type="payout",
             target_id=payout.external_id,
-            reason="auto-release: eligible and within the limit",
+            reason=why,
             details={"result": result.result, "transfer_id": result.transfer_id},
         )
+        if result.result == "released":
+            emit(s, "payout.released", payout, actor=SYSTEM, reason=why, audit_seq=entry.seq)
         s.commit()
         report.lines.append(f"{payout.external_id}: {result.result} ({result.message})")
         if result.result == "released":
@@ -478,7 +484,7 @@ def execute_approval(
                 break
             time.sleep(pause)
         item.result, item.message = result.result, result.message
-        record(
+        entry = record(
             s,
             action="payouts:payout:release",
             outcome="success" if result.result == "released" else "failed",
@@ -489,6 +495,15 @@ def execute_approval(
             params={"approval_id": approval_id},
             details={"result": result.result, "transfer_id": result.transfer_id},
         )
+        if result.result == "released":
+            emit(
+                s,
+                "payout.released",
+                payout,
+                actor=actor,
+                reason=approval.decision_reason,
+                audit_seq=entry.seq,
+            )
         s.commit()
         counts[result.result if result.result in counts else "failed"] += 1
         done += 1

@@ -245,6 +245,12 @@ def _order_of(f: ReconciliationFinding) -> Order | None:
     return s.get(Order, f.order_id) if s is not None and f.order_id else None
 
 
+def _orders_of(f: ReconciliationFinding) -> list[Order]:
+    """The finding's order, for the outbox event (the shop owns the order, not the finding)."""
+    order = _order_of(f)
+    return [order] if order is not None else []
+
+
 def _completed_precondition(f: ReconciliationFinding) -> str | None:
     if f.type != FindingType.TRANSFER_ORDER_NOT_COMPLETED:
         return "only for a transfer whose order is not completed."
@@ -277,6 +283,8 @@ mark_completed = declare(
         effect=_mark_completed_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event="order.completed",
+        event_records=_orders_of,
     )
 )
 
@@ -354,6 +362,8 @@ create_order = declare(
         effect=_create_order_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event="order.created",
+        event_records=_orders_of,
     )
 )
 
@@ -388,6 +398,8 @@ mark_cancelled = declare(
         effect=_mark_cancelled_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event="order.cancelled",
+        event_records=_orders_of,
         danger=True,
     )
 )
@@ -446,6 +458,8 @@ attach_intent = declare(
         effect=_attach_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event="order.payment_attached",
+        event_records=_orders_of,
         form=AttachForm,
         params=lambda form: {"payment_intent": (form.data.get("payment_intent") or "").strip()},
     )
@@ -502,6 +516,8 @@ apply_missed = declare(
         effect=_apply_missed_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event=lambda o: "order.marked_paid" if o.status == OrderStatus.CONFIRMED else None,
+        event_records=_orders_of,
     )
 )
 
@@ -534,6 +550,8 @@ mark_refunded = declare(
         effect=_mark_refunded_effect,
         snapshot=finding_snapshot,
         return_url=finding_url,
+        event="order.refunded",
+        event_records=_orders_of,
         danger=True,
     )
 )

@@ -39,6 +39,10 @@ class Permission(enum.StrEnum):
     PAYOUTS_PAYOUT_HOLD = "payouts:payout:hold"
     PAYOUTS_RELEASE_APPROVE = "payouts:release:approve"
     JOBS_JOB_RUN = "jobs:job:run"
+    # The shop connection (/integrations)
+    INTEGRATIONS_DELIVERY_REDELIVER = "integrations:delivery:redeliver"
+    INTEGRATIONS_KEY_MANAGE = "integrations:key:manage"
+    INTEGRATIONS_ENDPOINT_MANAGE = "integrations:endpoint:manage"
 
 
 _SUPPORT = frozenset(
@@ -54,6 +58,7 @@ _SUPPORT = frozenset(
         # it cannot create a second order, so it is a low-risk fix (runbook 001).
         Permission.ORDERS_SUPPLIER_FORWARD,
         Permission.COUPONS_RESERVATION_RELEASE,
+        Permission.INTEGRATIONS_DELIVERY_REDELIVER,
     }
 )
 
@@ -77,6 +82,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.PAYOUTS_PAYOUT_HOLD,
         Permission.PAYOUTS_RELEASE_APPROVE,
         Permission.JOBS_JOB_RUN,
+        Permission.INTEGRATIONS_KEY_MANAGE,
+        Permission.INTEGRATIONS_ENDPOINT_MANAGE,
     },
     # Auditors see the queues read-only too: reviewing an entry usually means
     # opening the order or payout it names.

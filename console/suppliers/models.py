@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base, utcnow
@@ -64,6 +64,11 @@ class SupplierSyncRun(Base):
     resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("supplier_sync_runs.id"))
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("supplier_sync_runs.id"))
     superseded_at: Mapped[datetime | None]
+    # The shop's id of the run (ingest API); runs made here have none.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The shop's own version of this record (ingest API): older updates are refused as stale.
+    shop_updated_at: Mapped[datetime | None]
+    shop_version: Mapped[int | None] = mapped_column(BigInteger)
 
     @property
     def next_page(self) -> int:

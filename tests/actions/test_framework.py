@@ -181,6 +181,36 @@ def make_invoice(s) -> str:
     return f"INV-{order.external_id}"
 
 
+def make_api_key(s) -> str:
+    from console.integrations.keys import issue_key
+
+    return str(issue_key(s, name="matrix", shop="matrix", scopes=["orders"], actor_sub="t").key.id)
+
+
+def make_endpoint(s) -> int:
+    from console.integrations.delivery import new_secret, seal
+    from console.integrations.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(
+        url="http://127.0.0.1:9/matrix", secret_enc=seal(new_secret()), created_by_sub="t"
+    )
+    s.add(endpoint)
+    s.flush()
+    return endpoint.id
+
+
+def make_delivery(s) -> str:
+    from console.integrations.models import DeliveryStatus, EventDelivery
+    from console.integrations.outbox import emit
+
+    endpoint_id = make_endpoint(s)
+    event = emit(s, "order.cancelled", make_order(s), actor={}, reason="matrix", audit_seq=None)
+    delivery = s.query(EventDelivery).filter_by(event_pk=event.id, endpoint_id=endpoint_id).one()
+    delivery.status = DeliveryStatus.FAILED
+    s.flush()
+    return str(delivery.id)
+
+
 # One target per target type; a new queue's actions must add theirs here.
 TARGET_FACTORIES = {
     "order": lambda s: make_order(s).external_id,
@@ -197,6 +227,10 @@ TARGET_FACTORIES = {
     "coupon": lambda s: make_coupon(s).code,
     "coupon_leaks": lambda s: (make_coupon(s), "all")[1],
     "supplier_sync_run": lambda s: str(make_failed_run(s).id),
+    "integrations": lambda s: "shop",
+    "api_key": make_api_key,
+    "webhook_endpoint": lambda s: str(make_endpoint(s)),
+    "delivery": make_delivery,
 }
 
 

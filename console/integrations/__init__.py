@@ -1,0 +1,1 @@
+"""The shop connection: ingest API, API keys, event outbox and webhook delivery."""

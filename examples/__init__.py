@@ -1,0 +1,1 @@
+"""Runnable examples beside the console."""

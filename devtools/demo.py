@@ -125,6 +125,12 @@ class Demo:
 
 
 APP_ROLE = "console_app"
+SELF_FIXING_JOBS = (
+    "payouts-auto-release",
+    "invoices-retry-stuck",
+    "coupons-expire-reservations",
+    "supplier-sync",
+)
 
 
 def database(args: argparse.Namespace, env: dict[str, str], demo: Demo) -> tuple[str, str | None]:
@@ -175,6 +181,12 @@ def main() -> int:
     parser.add_argument("--stripe-port", type=int, default=12111)
     parser.add_argument("--orders", type=int, default=3000, help="healthy demo orders")
     parser.add_argument("--reset", action="store_true", help="drop and re-seed the database")
+    parser.add_argument(
+        "--all-schedules",
+        action="store_true",
+        help="run every scheduled job on its schedule (by default the ones that would fix "
+        "the seeded cases by themselves wait for Run now)",
+    )
     args = parser.parse_args()
 
     INSTANCE.mkdir(exist_ok=True)
@@ -218,6 +230,12 @@ def main() -> int:
             env["SUPPLIER_API_BASE"] = supplier_double.url
             say(f"local supplier double at {supplier_double.url}")
 
+        if not args.all_schedules and "JOB_SCHEDULES" not in env:
+            # The jobs that would fix seeded cases before anyone looks wait for
+            # "Run now" on /ops/jobs; the others (resume, delivery, checkpoints,
+            # the nightly reconciliation) run on their schedules.
+            env["JOB_SCHEDULES"] = ";".join(f"{job}=off" for job in SELF_FIXING_JOBS)
+            say("jobs that fix seeded cases by themselves wait for Run now (--all-schedules)")
         app_url, owner_url = database(args, env, demo)
         if owner_url:
             env["DATABASE_MIGRATION_URL"] = owner_url

@@ -33,6 +33,7 @@ from console.payouts.models import (
     PayoutStatus,
     SellerPayout,
 )
+from console.templating import money as format_money
 
 
 def payout_payload(payouts: list[SellerPayout]) -> dict[str, Any]:
@@ -387,7 +388,10 @@ def auto_release(
             continue
         if payout.amount > limit:
             approval = request_release(
-                s, [payout], actor=SYSTEM, reason=f"above the auto-release limit of {limit}"
+                s,
+                [payout],
+                actor=SYSTEM,
+                reason=f"above the auto-release limit of {format_money(limit, payout.currency)}",
             )
             record(
                 s,

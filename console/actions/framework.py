@@ -234,11 +234,14 @@ class Action(Generic[T]):
         return self.precondition(target) is None
 
 
-def loader(model: type[T], column: Any, *options: Any) -> Callable[[Session, str, bool], T | None]:
+def loader(
+    model: type[T], column: Any, *options: Any, nowait: bool = True
+) -> Callable[[Session, str, bool], T | None]:
     """A target loader by a unique column; locking takes the row FOR UPDATE NOWAIT.
 
     NOWAIT: a second person acting on the same row gets a 409 at once (see
     `run_action`) instead of queueing behind the first with a connection held.
+    Machines (the ingest API) wait their turn instead: `nowait=False`.
     """
 
     def load(s: Session, key: str, lock: bool) -> T | None:
@@ -246,7 +249,7 @@ def loader(model: type[T], column: Any, *options: Any) -> Callable[[Session, str
         if options:
             stmt = stmt.options(*options)
         if lock:
-            stmt = stmt.with_for_update(of=model, nowait=True)
+            stmt = stmt.with_for_update(of=model, nowait=nowait)
         return s.scalar(stmt)
 
     return load

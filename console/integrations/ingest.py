@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from console.actions.framework import loader
 from console.audit.service import record as audit
 from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
 from console.integrations import schemas as sch
@@ -138,11 +139,7 @@ ORDER_RANK = {
 }
 
 
-def load_order(s: Session, external_id: str, lock: bool) -> Order | None:
-    stmt = select(Order).where(Order.external_id == external_id).options(selectinload(Order.lines))
-    if lock:
-        stmt = stmt.with_for_update(of=Order)
-    return s.scalar(stmt)
+load_order = loader(Order, Order.external_id, selectinload(Order.lines), nowait=False)
 
 
 def order_out(o: Order) -> dict[str, Any]:
@@ -221,9 +218,7 @@ def apply_order(s: Session, o: Order | None, r: Any, warnings: list[str]) -> Ord
 RESERVATION_RANK = {"reserved": 0, "confirmed": 1, "released": 2, "expired": 2}
 
 
-def load_reservation(s: Session, external_id: str, lock: bool) -> InventoryReservation | None:
-    stmt = select(InventoryReservation).where(InventoryReservation.external_id == external_id)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_reservation = loader(InventoryReservation, InventoryReservation.external_id, nowait=False)
 
 
 def reservation_out(r: InventoryReservation) -> dict[str, Any]:
@@ -268,9 +263,7 @@ def apply_reservation(
     return r
 
 
-def load_item(s: Session, sku: str, lock: bool) -> InventoryItem | None:
-    stmt = select(InventoryItem).where(InventoryItem.sku == sku)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_item = loader(InventoryItem, InventoryItem.sku, nowait=False)
 
 
 def item_out(i: InventoryItem) -> dict[str, Any]:
@@ -295,9 +288,7 @@ def apply_item(
     return i
 
 
-def load_movement(s: Session, external_id: str, lock: bool) -> InventoryLedgerEntry | None:
-    stmt = select(InventoryLedgerEntry).where(InventoryLedgerEntry.external_id == external_id)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_movement = loader(InventoryLedgerEntry, InventoryLedgerEntry.external_id, nowait=False)
 
 
 def movement_out(m: InventoryLedgerEntry) -> dict[str, Any]:
@@ -345,13 +336,9 @@ def apply_movement(
 INVOICE_RANK = {"draft": 0, "generated": 1, "failed": 1, "transmitted": 2, "void": 2}
 
 
-def load_invoice(s: Session, external_id: str, lock: bool) -> Invoice | None:
-    stmt = (
-        select(Invoice)
-        .where(Invoice.external_id == external_id)
-        .options(selectinload(Invoice.transmissions))
-    )
-    return s.scalar(stmt.with_for_update(of=Invoice) if lock else stmt)
+load_invoice = loader(
+    Invoice, Invoice.external_id, selectinload(Invoice.transmissions), nowait=False
+)
 
 
 def invoice_out(i: Invoice) -> dict[str, Any]:
@@ -428,13 +415,9 @@ def apply_invoice(s: Session, i: Invoice | None, rec_: Any, warnings: list[str])
 FROZEN_PAYOUT = (PayoutStatus.APPROVED, PayoutStatus.RELEASED)
 
 
-def load_payout(s: Session, external_id: str, lock: bool) -> SellerPayout | None:
-    stmt = (
-        select(SellerPayout)
-        .where(SellerPayout.external_id == external_id)
-        .options(selectinload(SellerPayout.seller))
-    )
-    return s.scalar(stmt.with_for_update(of=SellerPayout) if lock else stmt)
+load_payout = loader(
+    SellerPayout, SellerPayout.external_id, selectinload(SellerPayout.seller), nowait=False
+)
 
 
 def payout_out(p: SellerPayout) -> dict[str, Any]:
@@ -512,9 +495,7 @@ def apply_payout(
 COUPON_RES_RANK = {"reserved": 0, "redeemed": 1, "expired": 1, "released": 1}
 
 
-def load_coupon(s: Session, code: str, lock: bool) -> Coupon | None:
-    stmt = select(Coupon).where(Coupon.code == code)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_coupon = loader(Coupon, Coupon.code, nowait=False)
 
 
 def coupon_out(c: Coupon) -> dict[str, Any]:
@@ -539,9 +520,7 @@ def apply_coupon(s: Session, c: Coupon | None, rec_: Any, warnings: list[str]) -
     return c
 
 
-def load_coupon_reservation(s: Session, external_id: str, lock: bool) -> CouponReservation | None:
-    stmt = select(CouponReservation).where(CouponReservation.external_id == external_id)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_coupon_reservation = loader(CouponReservation, CouponReservation.external_id, nowait=False)
 
 
 def coupon_reservation_out(r: CouponReservation) -> dict[str, Any]:
@@ -585,9 +564,7 @@ def apply_coupon_reservation(
 SYNC_RANK = {"running": 0, "succeeded": 1, "failed": 1}
 
 
-def load_sync(s: Session, external_id: str, lock: bool) -> SupplierSyncRun | None:
-    stmt = select(SupplierSyncRun).where(SupplierSyncRun.external_id == external_id)
-    return s.scalar(stmt.with_for_update() if lock else stmt)
+load_sync = loader(SupplierSyncRun, SupplierSyncRun.external_id, nowait=False)
 
 
 def sync_out(r: SupplierSyncRun) -> dict[str, Any]:

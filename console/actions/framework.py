@@ -362,16 +362,15 @@ def run_action(
     params: dict[str, Any] = {}
 
     def failed(status: int, message: str, outcome: str, error: str, **details: Any) -> RunResult:
-        seq = record_now(
-            action=action.name,
-            outcome="failed",
-            actor=user.actor(),
-            target_type=action.target_type,
+        seq = _audit_failure(
+            action,
             target_id=target_id,
+            user=user,
             reason=reason,
             ticket=ticket,
             params=params,
-            details={"error": error, "http_status": status, **details},
+            error=error,
+            extra={"http_status": status, **details},
         )
         return RunResult(status, message, outcome, seq)
 
@@ -597,9 +596,11 @@ def _audit_failure(
     ticket: str | None,
     params: dict[str, Any],
     error: str,
-    exc: BaseException,
+    exc: BaseException | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> int | None:
-    details: dict[str, Any] = {"error": error[:1000]}
+    """The `failed` entry of an attempt that changed nothing (its own transaction)."""
+    details: dict[str, Any] = {"error": error[:1000], **(extra or {})}
     if isinstance(exc, ActionError):
         details.update(exc.details)
     return record_now(

@@ -17,6 +17,7 @@ from console.actions.framework import (
     declare,
     loader,
 )
+from console.currency import format_money
 from console.ops.metrics import WEBHOOK_EVENTS
 from console.payments.gateway import GatewayError
 from console.payments.handlers import HANDLERS, Unprocessable
@@ -73,7 +74,12 @@ def replay_preview(s: Session, e: WebhookEvent, _params: dict[str, Any]) -> list
 
 
 def describe_pending_changes(s: Session, skip: object = None) -> list[tuple[str, str]]:
-    """Unflushed changes in words: 'Order ORD-1: status paid -> confirmed'."""
+    """Unflushed changes in words: 'Order ORD-1: status paid -> confirmed'.
+
+    Read by support, so in their terms: amounts in the record's currency
+    ('42.00 EUR', not 4200) and references to other records by the id the shop
+    and Stripe use ('order ORD-DEMO-0003', not 'order_id 3001').
+    """
     lines: list[tuple[str, str]] = []
     new_objects = set(map(id, s.new))
     for obj in list(s.dirty) + list(s.new):
@@ -83,18 +89,63 @@ def describe_pending_changes(s: Session, skip: object = None) -> list[tuple[str,
         ident = getattr(obj, "external_id", None) or getattr(obj, "id", None)
         kind = type(obj).__name__
         name = f"New {kind}" if id(obj) in new_objects else f"{kind} {ident or ''}".strip()
+        references = _references(state.mapper)
         changes = []
         for attr in state.mapper.column_attrs:
             hist = state.attrs[attr.key].history
-            if hist.added and attr.key not in ("updated_at", "created_at"):
+            if hist.added and attr.key not in ("updated_at", "created_at", "id"):
                 old = hist.deleted[0] if hist.deleted else None
                 new = hist.added[0]
                 if old is None and new is None:
                     continue
-                changes.append(f"{attr.key}: {_word(old)} -> {_word(new)}")
+                label, show = attr.key, _word
+                if attr.key in references:
+                    label = attr.key.removesuffix("_id")
+                    show = _reference_word(s, references[attr.key])
+                elif _is_amount(attr.key) and getattr(obj, "currency", None):
+                    show = _money_word(str(obj.currency))
+                changes.append(f"{label.replace('_', ' ')}: {show(old)} -> {show(new)}")
         if changes:
             lines.append((name.strip(), "; ".join(changes)))
     return lines
+
+
+def _is_amount(key: str) -> bool:
+    return key.startswith("amount") or key.endswith("_amount")
+
+
+def _references(mapper: Any) -> dict[str, type]:
+    """Foreign-key columns of a model -> the model of the table they point at."""
+    by_table = {m.local_table.name: m.class_ for m in mapper.registry.mappers}
+    found: dict[str, type] = {}
+    for attr in mapper.column_attrs:
+        for column in attr.columns:
+            for fk in getattr(column, "foreign_keys", ()):
+                model = by_table.get(fk.column.table.name)
+                if model is not None:
+                    found[attr.key] = model
+    return found
+
+
+def _reference_word(s: Session, model: type) -> Any:
+    def show(value: Any) -> str:
+        if value is None:
+            return "—"
+        with s.no_autoflush:
+            other = s.get(model, value)
+        shown = getattr(other, "external_id", None) if other is not None else None
+        return str(shown) if shown else f"#{value}"
+
+    return show
+
+
+def _money_word(currency: str) -> Any:
+    def show(value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return format_money(value, currency)
+        return _word(value)
+
+    return show
 
 
 def _word(value: Any) -> str:

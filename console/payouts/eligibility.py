@@ -50,3 +50,45 @@ def ineligibility_reasons(payout: SellerPayout, now: datetime) -> list[str]:
     if not payout.seller.transfers_enabled:
         reasons.append("seller's connected account cannot receive transfers")
     return reasons
+
+
+def payout_state(payout: SellerPayout, now: datetime) -> tuple[str, str]:
+    """The payout's state in the runbook's words: a short label and what it means.
+
+    The stored status says where the money is (`held` = funds still held for the
+    seller, which is also what a releasable payout is); support needs to know
+    what is waiting for what, so the label is the first reason it cannot be
+    released, or "Ready to release".
+    """
+    status = payout.status
+    if status == PayoutStatus.RELEASED:
+        return "Released", "the transfer to the seller's connected account was made"
+    if status == PayoutStatus.FAILED:
+        return "Transfer failed", "Stripe refused the transfer; see the history, then retry"
+    if status == PayoutStatus.PENDING_APPROVAL:
+        return "Awaiting approval", "a second admin must approve the release request"
+    if status == PayoutStatus.APPROVED:
+        return "Approved", "released by the job worker; the transfer follows shortly"
+    if payout.admin_hold:
+        return "Admin hold", payout.hold_reason or "an admin put it on hold; unhold to release"
+    if payout.dispute_status == DisputeStatus.OPEN:
+        return "Dispute open", "funds stay held until the dispute is resolved"
+    if not payout.seller.transfers_enabled:
+        return "Account blocked", "the seller's connected account cannot receive transfers"
+    if payout.protected and (payout.protection_ends_at is None or payout.protection_ends_at > now):
+        return "In protection window", "funds are held until the buyer protection window ends"
+    if payout.protected and payout.delivery_confirmed_at is None:
+        return "Awaiting delivery", "funds are held until delivery is confirmed"
+    if payout.protected:
+        return "Ready to release", "protection ended and delivery confirmed: funds can go"
+    return "Ready to release", "not a protected sale: funds can go"
+
+
+def protection_words(payout: SellerPayout, now: datetime) -> str:
+    """'ends 4 Dec 2026 10:00 UTC', 'ended 28 Nov 2026 ...' or 'not protected'."""
+    if not payout.protected:
+        return "not protected"
+    if payout.protection_ends_at is None:
+        return "no end date"
+    verb = "ends" if payout.protection_ends_at > now else "ended"
+    return f"{verb} {payout.protection_ends_at:%d %b %Y %H:%M} UTC"

@@ -17,7 +17,12 @@ from console.db import utcnow
 from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
 from console.payouts.actions import PayoutSelection, selection_id
-from console.payouts.eligibility import ineligibility_reasons, ready_condition
+from console.payouts.eligibility import (
+    ineligibility_reasons,
+    payout_state,
+    protection_words,
+    ready_condition,
+)
 from console.payouts.models import Approval, ApprovalStatus, PayoutStatus, Seller, SellerPayout
 from console.payouts.release import progress
 from console.security.guards import require
@@ -73,6 +78,8 @@ def ready() -> Any:
     for p in page.rows:
         totals[p.currency] += p.amount
     reasons = {p.id: ineligibility_reasons(p, now) for p in page.rows} if tab == "blocked" else {}
+    states = {p.id: payout_state(p, now) for p in page.rows}
+    protection = {p.id: protection_words(p, now) for p in page.rows}
     order_ids = {p.order_id for p in page.rows}
     orders: dict[int, str] = {}
     if order_ids:
@@ -89,6 +96,8 @@ def ready() -> Any:
         args=args,
         totals=totals,
         reasons=reasons,
+        states=states,
+        protection=protection,
         bulk=bulk,
         orders=orders,
     )
@@ -106,10 +115,13 @@ def detail(external_id: str) -> Any:
     )
     if payout is None:
         abort(404, f"There is no payout {external_id}.")
+    now = utcnow()
     return render_template(
         "payouts/detail.html",
         payout=payout,
-        reasons=ineligibility_reasons(payout, utcnow()),
+        reasons=ineligibility_reasons(payout, now),
+        state=payout_state(payout, now),
+        protection=protection_words(payout, now),
         history_entries=history_for(s, "payout", payout.external_id),
     )
 

@@ -367,6 +367,11 @@ def test_replay_dry_run_then_replay(app, auth, client, stuck_paid, failed_event)
     auth.as_role("support")
     page = client.get(f"/actions/webhooks:event:replay/{failed_event}").get_data(as_text=True)
     assert "Dry run" in page and "paid -&gt; confirmed" in page
+    # In support's terms: the new payment's amount in its currency, its order by
+    # the id the shop uses; never minor units or the console's row ids.
+    assert "amount: — -&gt; 42.00 EUR" in page
+    assert f"order: — -&gt; {stuck_paid.external_id}" in page
+    assert "4200" not in page and f"order id: — -&gt; {stuck_paid.id}" not in page
     assert reload(app, stuck_paid.external_id).status == OrderStatus.PAID  # preview changed nothing
     stale_form = confirm_form(client, "webhooks:event:replay", failed_event)
     resp = submit(client, "webhooks:event:replay", failed_event)

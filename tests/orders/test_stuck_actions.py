@@ -95,6 +95,12 @@ def test_verify_marks_paid_only_when_stripe_agrees(app, auth, client, stuck_paid
     assert entry.details["extra"]["stripe_status"] == "succeeded"
     assert entry.details["before"]["status"] == "paid"
     assert entry.details["after"]["status"] == "confirmed"
+    # Support cannot open audit entries; the order's own history says who, why
+    # and what changed.
+    history = client.get(f"/orders/{stuck_paid.external_id}").get_data(as_text=True)
+    history = history[history.index('id="history-title"') :]
+    assert "orders:payment:verify" in history and "Customer called, see ticket" in history
+    assert "status: paid → confirmed" in history
 
 
 def test_verify_flags_amount_mismatch(app, auth, client, stripe_client, stripe):

@@ -36,7 +36,8 @@ def audit_changes(details: Any) -> list[str]:
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
-        lines.append(f"{key.replace('_', ' ')}: {_shown(key, old, currency)} → {_shown(key, new, currency)}")
+        was, now = _shown(key, old, currency), _shown(key, new, currency)
+        lines.append(f"{key.replace('_', ' ')}: {was} → {now}")
     return lines
 
 

@@ -28,10 +28,12 @@ def audit_changes(details: Any) -> list[str]:
     """
     if not isinstance(details, dict):
         return []
-    before = details.get("before") if isinstance(details.get("before"), dict) else {}
-    after = details.get("after") if isinstance(details.get("after"), dict) else {}
+    before: dict[str, Any] = details.get("before") or {}
+    after: dict[str, Any] = details.get("after") or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
     currency = after.get("currency") or before.get("currency")
-    lines = []
+    lines: list[str] = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old == new:

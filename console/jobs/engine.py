@@ -108,6 +108,17 @@ def conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _quiet_housekeeping(record: logging.LogRecord) -> bool:
+    """Drop the engine's INFO lines about its own 5-second stalled-job check.
+
+    Three lines every five seconds buried what an operator looks for (a job's
+    result, an error); warnings and errors about it still get through.
+    """
+    if record.levelno > logging.INFO or not record.name.startswith("procrastinate"):
+        return True
+    return "engine.retry_stalled" not in record.getMessage()
+
+
 def run_worker(
     app: Flask,
     *,
@@ -125,6 +136,8 @@ def run_worker(
     """
     global _flask  # noqa: PLW0603  (one console app per worker process)
     _flask = app
+    for handler in logging.getLogger().handlers:  # the engine logs from child loggers
+        handler.addFilter(_quiet_housekeeping)
     from console.jobs import tasks
 
     tasks.register_scheduled(app.config["SETTINGS"].job_schedules, schedule=schedule)

@@ -112,7 +112,7 @@ def test_a_worker_killed_mid_release_is_replaced_and_every_payout_moves_once(
     first.kill()
     done_before = released()
     assert done_before < 12, "the kill came too late to prove anything"
-    start_worker()
+    second = start_worker()
     with committed_app.app_context():
 
         def executed() -> bool:
@@ -133,6 +133,12 @@ def test_a_worker_killed_mid_release_is_replaced_and_every_payout_moves_once(
         rows = db.session().scalars(select(SellerPayout)).all()
         assert {r.stripe_transfer_id is not None for r in rows} == {True}
         assert len({r.stripe_transfer_id for r in rows}) == 12
+    # The stalled-job check that rescued the release ran, but kept quiet about
+    # its every-5-seconds routine: the log shows the jobs, not the housekeeping.
+    log = second.log_path.read_text()
+    assert "payouts.release_approval" in log
+    assert "Starting job engine.retry_stalled" not in log
+    assert "Periodic job engine.retry_stalled" not in log
 
 
 def test_two_workers_and_a_schedule_run_each_tick_exactly_once(committed_app, start_worker, stripe):

@@ -27,11 +27,19 @@ def ready_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
+_STATUS_WORDS = {
+    PayoutStatus.PENDING_APPROVAL: "a release request waits for a second admin",
+    PayoutStatus.APPROVED: "approved, the transfer is being sent",
+    PayoutStatus.RELEASED: "already released",
+    PayoutStatus.FAILED: "the last transfer failed",
+}
+
+
 def ineligibility_reasons(payout: SellerPayout, now: datetime) -> list[str]:
     """Why a payout cannot be released yet, in words; empty when it can."""
     reasons: list[str] = []
     if payout.status not in (PayoutStatus.HELD, PayoutStatus.ELIGIBLE):
-        reasons.append(f"status is {payout.status.value}")
+        reasons.append(_STATUS_WORDS.get(payout.status, f"status is {payout.status.value}"))
     if payout.admin_hold:
         reasons.append("on admin hold" + (f": {payout.hold_reason}" if payout.hold_reason else ""))
     if payout.dispute_status == DisputeStatus.OPEN:

@@ -35,10 +35,16 @@ _STATUS_WORDS = {
 }
 
 
-def ineligibility_reasons(payout: SellerPayout, now: datetime) -> list[str]:
-    """Why a payout cannot be released yet, in words; empty when it can."""
+def ineligibility_reasons(
+    payout: SellerPayout, now: datetime, *, status: bool = True
+) -> list[str]:
+    """Why a payout cannot be released yet, in words; empty when it can.
+
+    `status=False` leaves its status out: an approval re-checks a payout that is
+    waiting for it as if it were still releasable.
+    """
     reasons: list[str] = []
-    if payout.status not in (PayoutStatus.HELD, PayoutStatus.ELIGIBLE):
+    if status and payout.status not in (PayoutStatus.HELD, PayoutStatus.ELIGIBLE):
         reasons.append(_STATUS_WORDS.get(payout.status, f"status is {payout.status.value}"))
     if payout.admin_hold:
         reasons.append("on admin hold" + (f": {payout.hold_reason}" if payout.hold_reason else ""))

@@ -118,7 +118,7 @@ def changes_since_request(s: Session, approval: Approval) -> tuple[list[SellerPa
         if p.status != PayoutStatus.PENDING_APPROVAL:
             problems.append(f"{p.external_id}: status is now {p.status.value}")
         # Eligibility again, as if it were still waiting (status aside).
-        reasons = [r for r in ineligibility_reasons(p, now) if not r.startswith("status is")]
+        reasons = ineligibility_reasons(p, now, status=False)
         problems.extend(f"{p.external_id}: {r}" for r in reasons)
     return payouts, problems
 

@@ -35,9 +35,7 @@ _STATUS_WORDS = {
 }
 
 
-def ineligibility_reasons(
-    payout: SellerPayout, now: datetime, *, status: bool = True
-) -> list[str]:
+def ineligibility_reasons(payout: SellerPayout, now: datetime, *, status: bool = True) -> list[str]:
     """Why a payout cannot be released yet, in words; empty when it can.
 
     `status=False` leaves its status out: an approval re-checks a payout that is

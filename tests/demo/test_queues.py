@@ -330,3 +330,30 @@ def test_late_job_run_now(walk):
             break
         w.page.wait_for_timeout(500)
     assert w.dashboard_count("Late jobs") == count - 1
+
+
+def test_finding_amount_mismatch_refund(walk):
+    """The mismatch finding's fix is the order's refund, from the finding, after a step-up."""
+    w = walk("admin", name="finding_refund")
+    count = w.card_count("Reconciliation findings")
+    w.step("dashboard")
+    w.follow_card("Reconciliation findings")
+    row = w.page.locator("tr[id^=row-finding-]", has_text="ORD-DEMO-0003")
+    row.wait_for()
+    w.step("findings")
+    w.wait_for_step_up_window()
+    dialog = w.open_action(row, "Refund the order")
+    w.step("refund needs a step-up")
+    panel = w.step_up(dialog)
+    w.step("confirm refund after step-up", axe=False)
+    reason = "Stripe took 12.90 EUR for a 129.00 EUR order: refunding it (runbook 003)"
+    w.confirm(panel, reason)
+    done = w.page.locator("#confirm-panel .notice")
+    done.wait_for()
+    assert "Refunded 12.90 EUR" in done.inner_text(), done.inner_text()
+    w.step("refunded")
+    w.stop_counting()
+    assert w.dashboard_count("Reconciliation findings") == count - 1
+    w.page.goto(f"{w.demo.url}/orders/ORD-DEMO-0003")
+    w.assert_history("reconciliation:finding:refund", reason, "status paid → refunded")
+    w.step("order history")

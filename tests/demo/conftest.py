@@ -268,6 +268,10 @@ class Walk:
         card = self.page.locator("a.card", has=self.page.locator(".label", has_text=label))
         return int(card.locator(".count").inner_text())
 
+    def card_sub(self, label: str) -> str:
+        card = self.page.locator("a.card", has=self.page.locator(".label", has_text=label))
+        return card.locator(".sub").inner_text()
+
     def follow_card(self, label: str) -> None:
         self.page.locator("a.card", has=self.page.locator(".label", has_text=label)).click()
         self.page.wait_for_load_state()

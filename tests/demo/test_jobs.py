@@ -12,7 +12,8 @@ import pytest
 
 from tests.demo.test_queues import act
 
-pytestmark = [pytest.mark.demo, pytest.mark.browser]
+# The first walk also waits for bin/demo to start (set-up counts against its timeout).
+pytestmark = [pytest.mark.demo, pytest.mark.browser, pytest.mark.timeout(600)]
 
 
 def test_late_job_run_now(walk):

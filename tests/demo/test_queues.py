@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-pytestmark = [pytest.mark.demo, pytest.mark.browser]
+# The first walk also waits for bin/demo to start (set-up counts against its timeout).
+pytestmark = [pytest.mark.demo, pytest.mark.browser, pytest.mark.timeout(600)]
 
 
 def start_at_card(w, card: str, row_selector: str):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.demo, pytest.mark.browser]
+# The first walk also waits for bin/demo to start (set-up counts against its timeout).
+pytestmark = [pytest.mark.demo, pytest.mark.browser, pytest.mark.timeout(600)]
 
 CARD = "Stuck orders"
 

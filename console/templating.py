@@ -20,39 +20,6 @@ def money(amount: int | None, currency: str | None) -> str:
     return format_money(amount, currency)
 
 
-def audit_changes(details: Any) -> list[str]:
-    """An audit entry's before/after, as the fields that changed: 'status: paid → confirmed'.
-
-    For the history panel of a record, read by support who cannot open the full
-    audit entry: amounts in the snapshot's currency, unchanged fields left out.
-    """
-    if not isinstance(details, dict):
-        return []
-    before: dict[str, Any] = details.get("before") or {}
-    after: dict[str, Any] = details.get("after") or {}
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return []
-    currency = after.get("currency") or before.get("currency")
-    lines: list[str] = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
-        was, now = _shown(key, old, currency), _shown(key, new, currency)
-        lines.append(f"{key.replace('_', ' ')}: {was} → {now}")
-    return lines
-
-
-def _shown(key: str, value: Any, currency: Any) -> str:
-    if value is None or value == "":
-        return "—"
-    is_amount = key.startswith("amount") or key.endswith("_amount")
-    if is_amount and isinstance(value, int) and not isinstance(value, bool) and currency:
-        return format_money(value, str(currency))
-    text = str(value)
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
 def ago(ts: datetime | None) -> str:
     """A short age: '3 min', '5 h', '2 d'."""
     if ts is None:
@@ -106,9 +73,7 @@ def action_href(action: Action[Any], target_id: Any, next_url: str | None = None
 
 
 def init_templating(app: Flask) -> None:
-    app.jinja_env.filters.update(
-        money=money, ago=ago, timestamp=timestamp, audit_changes=audit_changes
-    )
+    app.jinja_env.filters.update(money=money, ago=ago, timestamp=timestamp)
     app.jinja_env.globals.update(
         can=can,
         available_actions=available_actions,

@@ -37,13 +37,12 @@
     }
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
-    var d = dialog();
-    if (!d) { return; }
-    d.addEventListener("close", function () {
-      document.getElementById("dialog-content").innerHTML = "";
-      if (opener && document.body.contains(opener)) { opener.focus(); }
-      opener = null;
-    });
-  });
+  // Delegated (close does not bubble; capture sees it): the dialog survives an htmx
+  // swap of the whole body (HX-Location after an action without a row to swap).
+  document.addEventListener("close", function (evt) {
+    if (!evt.target || evt.target.id !== "action-dialog") { return; }
+    document.getElementById("dialog-content").innerHTML = "";
+    if (opener && document.body.contains(opener)) { opener.focus(); }
+    opener = null;
+  }, true);
 })();

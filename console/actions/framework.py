@@ -229,6 +229,11 @@ class Action(Generic[T]):
     the record giving the type or None (no event)."""
     event_records: Callable[[T], list[Any]] | None = None
     """The shop records the event is about, when the target is not one (default: [target])."""
+    changes: Callable[[T], list[Any]] | None = None
+    """Other records the effect changes (default: `event_records`): each one's before and
+    after go into the audit entry (`details.records`), so the action shows in that
+    record's own history too (an order fixed through a finding or an event replay).
+    Their models are registered with `audited_record`."""
 
     def available(self, target: T) -> bool:
         return self.precondition(target) is None
@@ -256,6 +261,49 @@ def loader(
 
 
 REGISTRY: dict[str, Action[Any]] = {}
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    target_type: str
+    key: Callable[[Any], str]
+    snapshot: Callable[[Any], dict[str, Any]]
+
+
+RECORD_KINDS: dict[type, RecordKind] = {}
+
+
+def audited_record(
+    model: type[T],
+    target_type: str,
+    key: Callable[[T], str],
+    snapshot: Callable[[T], dict[str, Any]],
+) -> None:
+    """How a record another action changes is named and snapshotted in its audit entry."""
+    RECORD_KINDS[model] = RecordKind(target_type, key, snapshot)
+
+
+def _changed_records(action: Action[Any], target: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(type, id): snapshot} of the other records the action changes (see `Action.changes`)."""
+    pick = action.changes or action.event_records
+    if pick is None:
+        return {}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in pick(target):
+        kind = RECORD_KINDS.get(type(rec))
+        if kind is None or rec is target:
+            continue
+        found[(kind.target_type, kind.key(rec))] = kind.snapshot(rec)
+    return found
+
+
+def _records_detail(
+    before: dict[tuple[str, str], dict[str, Any]], after: dict[tuple[str, str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [
+        {"type": t, "id": i, "before": before.get((t, i)), "after": after.get((t, i))}
+        for t, i in sorted({*before, *after})
+    ]
 
 
 def declare(action: Action[T]) -> Action[T]:
@@ -435,6 +483,7 @@ def run_action(
                     now=json.loads(seen_token(current)),
                 )
         before = action.snapshot(target)
+        others_before = _changed_records(action, target)
         ctx = ActionContext(
             session=s,
             user=user,
@@ -447,6 +496,10 @@ def run_action(
         outcome = action.effect(ctx, target)
         s.flush()
         after = action.snapshot(target)
+        details = dict(outcome.details)
+        records = _records_detail(others_before, _changed_records(action, target))
+        if records:
+            details["records"] = records
         entry = record(
             s,
             action=action.name,
@@ -459,7 +512,7 @@ def run_action(
             before=before,
             after=after,
             params=params,
-            details=outcome.details,
+            details=details,
         )
         if action.event is not None:
             # The transactional outbox: the shop hears of the change, or the change never was.

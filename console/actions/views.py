@@ -7,6 +7,7 @@ the only POST routes besides Stripe's webhook and logout.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -267,9 +268,11 @@ def _respond(action: Action[Any], target_id: str, form: ActionForm, result: RunR
         resp.headers["HX-Retarget"] = f"#row-{action.target_type}-{target_id}"
         resp.headers["HX-Reswap"] = "outerHTML"
     else:
+        # No row to swap: show the page the action returns to, with the flash, through
+        # htmx (HX-Location: one request swapped into the body, not a full page load).
         flash(result.message, level)
         resp = Response("", status=200)
-        resp.headers["HX-Redirect"] = next_url
+        resp.headers["HX-Location"] = json.dumps({"path": next_url, "target": "body"})
         return resp
     resp.headers["HX-Trigger"] = "console:close-dialog"
     return resp

@@ -25,6 +25,8 @@ class AuditEntry(Base):
         Index("ix_audit_entries_target_seq", "target_type", "target_id", "seq"),
         Index("ix_audit_entries_outcome_seq", "outcome", "seq"),
         Index("ix_audit_entries_ts", "ts"),
+        # Migration 0009 adds a GIN index on ((details -> 'extra') -> 'records')
+        # jsonb_path_ops: the other records an action changed (history_for).
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -467,6 +467,37 @@ def _stuck_orders(s: Session, now: datetime, supplier_id: int) -> dict[str, Orde
     )
     cases["amount_mismatch"] = o
 
+    # A second mismatch (Stripe took 9.90, the order is 99.00): the stuck-orders queue's
+    # own refund case, so ORD-DEMO-0003 stays the reconciliation finding's.
+    paid = now - timedelta(hours=4)
+    o = _order(
+        s,
+        "ORD-DEMO-0013",
+        status=OrderStatus.PAID,
+        customer_email="jonas.lindqvist@example.com",
+        amount=9900,
+        currency="EUR",
+        payment_intent_id="pi_demo_mismatch_0013",
+        amount_mismatch=True,
+        paid_at=paid,
+        webhook_processed_at=paid + timedelta(seconds=2),
+        created_at=paid - timedelta(minutes=2),
+        updated_at=paid,
+    )
+    s.add(OrderLine(order_id=o.id, sku="SKU-0010", quantity=1, unit_amount=9900))
+    s.add(
+        Payment(
+            payment_intent_id="pi_demo_mismatch_0013",
+            order_id=o.id,
+            amount=990,
+            currency="EUR",
+            status=PaymentStatus.SUCCEEDED,
+            verified_amount=990,
+            verified_currency="EUR",
+            verified_at=paid,
+        )
+    )
+
     # Runbook 000: confirmed, but the inventory reservation was never confirmed.
     paid = now - timedelta(hours=3)
     o = _order(

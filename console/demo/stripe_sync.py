@@ -31,6 +31,7 @@ SYNCED_ORDERS = {
     "ORD-DEMO-0005": None,
     "ORD-DEMO-0006": None,
     "ORD-DEMO-0008": None,
+    "ORD-DEMO-0013": 990,  # the second amount mismatch (stuck orders' own refund case)
 }
 ORPHAN = "pi_demo_orphan_0010"
 

@@ -17,6 +17,7 @@ from console.actions.framework import (
     ActionError,
     ActionForm,
     Outcome,
+    audited_record,
     declare,
     loader,
 )
@@ -50,6 +51,9 @@ def invoice_snapshot(i: Invoice) -> dict[str, Any]:
         "external_ref": i.external_ref,
         "last_error": i.last_error,
     }
+
+
+audited_record(Invoice, "invoice", lambda i: i.external_id, invoice_snapshot)
 
 
 def invoice_url(i: Invoice) -> str:

@@ -17,6 +17,7 @@ from console.actions.framework import (
     ActionForm,
     MoneyField,
     Outcome,
+    audited_record,
     declare,
     loader,
 )
@@ -46,6 +47,9 @@ def order_snapshot(order: Order) -> dict[str, Any]:
         "payment_intent_id": order.payment_intent_id,
         "notes": len(order.notes),
     }
+
+
+audited_record(Order, "order", lambda o: o.external_id, order_snapshot)
 
 
 def order_url(order: Order) -> str:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from console.db import utcnow
 from console.inventory.models import InventoryReservation, ReservationStatus
 from console.ops.metrics import PAYMENT_FAILURES
 from console.orders.models import Order, OrderStatus
-from console.payments.handlers import Unprocessable, handles
+from console.payments.handlers import Unprocessable, handles, touches
 from console.payments.models import Payment, PaymentStatus
 
 ORDER_RANK = {
@@ -161,6 +161,22 @@ def confirm_reservations(s: Session, order: Order) -> int:
         r.status = ReservationStatus.CONFIRMED
         r.confirmed_at = now
     return len(reservations)
+
+
+@touches
+def orders_touched(s: Session, event: dict[str, Any]) -> list[Order]:
+    """The order an event is about (by PaymentIntent or checkout session), for the audit."""
+    obj = (event.get("data") or {}).get("object") or {}
+    kind = obj.get("object")
+    pi_id = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
+    conditions = []
+    if isinstance(pi_id, str):
+        conditions.append(Order.payment_intent_id == pi_id)
+    if kind == "checkout.session" and isinstance(obj.get("id"), str):
+        conditions.append(Order.checkout_session_id == obj["id"])
+    if not conditions:
+        return []
+    return list(s.scalars(select(Order).where(or_(*conditions))).all())
 
 
 @handles("payment_intent.succeeded")

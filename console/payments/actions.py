@@ -20,7 +20,7 @@ from console.actions.framework import (
 from console.currency import format_money
 from console.ops.metrics import WEBHOOK_EVENTS
 from console.payments.gateway import GatewayError
-from console.payments.handlers import HANDLERS, Unprocessable
+from console.payments.handlers import HANDLERS, Unprocessable, records_touched
 from console.payments.models import WebhookEvent, WebhookStatus
 from console.payments.webhooks import apply_event, mark_failed
 from console.security.permissions import Permission
@@ -183,6 +183,20 @@ def event_url(e: WebhookEvent) -> str:
     return url_for("webhooks.detail", event_id=e.event_id)
 
 
+def _touched(e: WebhookEvent) -> list[Any]:
+    """The records the event is about (an order): the replay shows in their history too."""
+    import json
+
+    from sqlalchemy.orm import object_session
+
+    s = object_session(e)
+    try:
+        body = json.loads(e.raw_body)
+    except ValueError:
+        return []
+    return records_touched(s, body) if s is not None and isinstance(body, dict) else []
+
+
 replay_event = declare(
     Action[WebhookEvent](
         name="webhooks:event:replay",
@@ -196,5 +210,6 @@ replay_event = declare(
         snapshot=event_snapshot,
         return_url=event_url,
         preview=replay_preview,
+        changes=_touched,
     )
 )

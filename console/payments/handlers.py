@@ -21,6 +21,20 @@ class Unprocessable(Exception):
     """The event cannot be applied as it stands (e.g. unknown PaymentIntent)."""
 
 
+RecordFinder = Callable[[Session, dict[str, Any]], list[Any]]
+RECORD_FINDERS: list[RecordFinder] = []
+
+
+def touches(fn: RecordFinder) -> RecordFinder:
+    """Register a finder of the records an event is about (a replay's audit names them)."""
+    RECORD_FINDERS.append(fn)
+    return fn
+
+
+def records_touched(s: Session, event: dict[str, Any]) -> list[Any]:
+    return [rec for finder in RECORD_FINDERS for rec in finder(s, event)]
+
+
 def handles(event_type: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         if event_type in HANDLERS:

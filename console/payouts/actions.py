@@ -15,6 +15,7 @@ from console.actions.framework import (
     ActionContext,
     ActionError,
     Outcome,
+    audited_record,
     declare,
     loader,
 )
@@ -54,6 +55,19 @@ def payout_snapshot(p: SellerPayout) -> dict[str, Any]:
         "dispute_status": p.dispute_status.value,
         "stripe_transfer_id": p.stripe_transfer_id,
     }
+
+
+audited_record(SellerPayout, "payout", lambda p: p.external_id, payout_snapshot)
+
+
+def _approval_payouts(a: Approval) -> list[SellerPayout]:
+    """The payouts a release request is about: approving or rejecting changes each."""
+    from sqlalchemy.orm import object_session
+
+    s = object_session(a)
+    if s is None:
+        return []
+    return [p for item in a.items if (p := s.get(SellerPayout, item.payout_id)) is not None]
 
 
 def payout_url(p: SellerPayout) -> str:
@@ -319,6 +333,7 @@ approve = declare(
         effect=_approve_effect,
         snapshot=approval_snapshot,
         return_url=approvals_url,
+        changes=_approval_payouts,
         high_risk=True,
     )
 )
@@ -351,6 +366,7 @@ reject = declare(
         effect=_reject_effect,
         snapshot=approval_snapshot,
         return_url=approvals_url,
+        changes=_approval_payouts,
         danger=True,
     )
 )
@@ -432,6 +448,7 @@ request_selection = declare(
         ],
         effect=_request_selection_effect,
         snapshot=lambda sel: {"payouts": [p.external_id for p in sel.payouts]},
+        changes=lambda sel: list(sel.payouts),
         return_url=lambda sel: url_for("payouts.approvals"),
     )
 )

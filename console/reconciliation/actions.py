@@ -24,6 +24,8 @@ from console.actions.framework import (
 from console.db import utcnow
 from console.jobs.engine import enqueue
 from console.jobs.tasks import RECONCILIATION_RUN
+from console.orders.actions import refund_order as order_refund
+from console.orders.actions import refundable
 from console.orders.models import Order, OrderStatus
 from console.payments.gateway import GatewayError, gateway
 from console.payments.models import Payment, PaymentStatus
@@ -553,5 +555,74 @@ mark_refunded = declare(
         event="order.refunded",
         event_records=_orders_of,
         danger=True,
+    )
+)
+
+
+# ------------------------------------------------------------------ refund an amount mismatch
+
+
+def _refund_finding_precondition(f: ReconciliationFinding) -> str | None:
+    if f.type != FindingType.AMOUNT_MISMATCH:
+        return "only for an amount mismatch."
+    closed = _open(f)
+    if closed is not None:
+        return closed
+    order = _order_of(f)
+    if order is None:
+        return "the finding names no order."
+    return order_refund.precondition(order)
+
+
+def _refund_finding_describe(f: ReconciliationFinding) -> list[tuple[str, str]]:
+    order = _order_of(f)
+    return [*_describe(f), *(order_refund.describe(order) if order is not None else [])]
+
+
+def _refund_finding_prefill(f: ReconciliationFinding, form: ActionForm) -> None:
+    order = _order_of(f)
+    if order is not None and order_refund.prefill is not None:
+        order_refund.prefill(order, form)
+
+
+def _refund_finding_currency(f: ReconciliationFinding) -> str:
+    order = _order_of(f)
+    return refundable(order)[1] if order is not None else "EUR"
+
+
+def _refund_finding_effect(ctx: ActionContext, f: ReconciliationFinding) -> Outcome:
+    """Runbooks 002/003: refund what Stripe took on the mismatching order; the finding is fixed.
+
+    The order's own refund (same money protocol, same key scheme), on the order locked
+    NOWAIT like its own Refund button would.
+    """
+    order = ctx.session.get(Order, f.order_id, with_for_update={"nowait": True})
+    if order is None:
+        raise ActionError("The order no longer exists.", status=409)
+    outcome = order_refund.effect(ctx, order)
+    _close(ctx, f, FindingStatus.FIXED)
+    return outcome
+
+
+refund_mismatch = declare(
+    Action[ReconciliationFinding](
+        name="reconciliation:finding:refund",
+        label="Refund the order",
+        permission=Permission.ORDERS_ORDER_REFUND,
+        target_type="finding",
+        load=load_finding,
+        precondition=_refund_finding_precondition,
+        describe=_refund_finding_describe,
+        effect=_refund_finding_effect,
+        snapshot=finding_snapshot,
+        return_url=finding_url,
+        form=order_refund.form,
+        params=order_refund.params,
+        prefill=_refund_finding_prefill,
+        currency=_refund_finding_currency,
+        high_risk=True,
+        danger=True,
+        event="order.refunded",
+        event_records=_orders_of,
     )
 )

@@ -310,7 +310,7 @@ def test_htmx_submit_swaps_the_row_and_flashes(app, auth, client, order):
     auth.as_role("support")
     resp = submit(client, "orders:note:add", order.external_id, htmx=True)
     assert resp.status_code == 200
-    assert resp.headers.get("HX-Redirect") or resp.headers.get("HX-Retarget")
+    assert resp.headers.get("HX-Location") or resp.headers.get("HX-Retarget")
     assert note_count(app, order.external_id) == 1
 
 

@@ -21,6 +21,8 @@ class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (
         Index("ix_audit_entries_actor_seq", "actor_sub", "seq"),
+        # The actor filter matches the e-mail or the subject: a BitmapOr of the two.
+        Index("ix_audit_entries_actor_email_seq", "actor_email", "seq"),
         Index("ix_audit_entries_action_seq", "action", "seq"),
         Index("ix_audit_entries_target_seq", "target_type", "target_id", "seq"),
         Index("ix_audit_entries_outcome_seq", "outcome", "seq"),

@@ -27,6 +27,8 @@ class AuditEntry(Base):
         Index("ix_audit_entries_target_seq", "target_type", "target_id", "seq"),
         Index("ix_audit_entries_outcome_seq", "outcome", "seq"),
         Index("ix_audit_entries_ts", "ts"),
+        # A time window's first and last seq (the list is in seq order, ts nearly so).
+        Index("ix_audit_entries_ts_seq", "ts", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.orders.models import Order, OrderStatus, stuck_sql
@@ -63,20 +63,38 @@ def stuck_reason_column(now: datetime) -> ColumnElement[str]:
 def stuck_condition(now: datetime, reason: str | None = None) -> ColumnElement[bool]:
     """The stuck orders (of one reason), stated so PostgreSQL picks the partial index.
 
-    The index predicate comes first as literal SQL, identical to the index's: the
-    planner matches it whatever the driver does with parameters (a generic plan
-    cannot prove `status = $1` implies `status = 'paid'`). The exact predicate,
-    with the grace window, follows as a filter on the few rows the index holds.
+    Each condition is its index's predicate as literal SQL, identical to the index's,
+    so the planner matches it whatever the driver does with parameters (a generic
+    plan cannot prove `status = $1` implies `status = 'paid'`), and it is stated
+    once, so the planner's row estimate is that of the index (the same predicate
+    twice would be counted twice as selective, and a sort of "two rows" would win
+    over the index in page order). Only the webhook grace window, a time, is added:
+    for the reason itself as `paid_at < cutoff`; for the union as "not one of the
+    orders stuck only by an unprocessed webhook still in its grace window" (see
+    `count_stuck` for why that is exactly the difference).
     """
-    preds = stuck_predicates(now)
-    if reason in preds:
-        return and_(index_predicate(reason), preds[reason])
-    return and_(index_predicate(), or_(*preds.values()))
+    if reason == "webhook_unprocessed":
+        return and_(index_predicate(reason), Order.paid_at < now - WEBHOOK_GRACE)
+    if reason in REASONS:
+        return index_predicate(reason)
+    return and_(index_predicate(), not_(_in_grace_only(now)))
+
+
+def _in_grace_only(now: datetime) -> ColumnElement[bool]:
+    """In the union of the index predicates, but stuck by no reason yet (see count_stuck)."""
+    return and_(
+        Order.status == OrderStatus.PAID,
+        Order.webhook_processed_at.is_(None),
+        or_(Order.paid_at.is_(None), Order.paid_at >= now - WEBHOOK_GRACE),
+        Order.amount_mismatch.is_(False),
+        Order.holds_stock.is_(False),
+    )
 
 
 def index_predicate(reason: str | None = None) -> ColumnElement[bool]:
     """A reason's partial-index predicate, or the union's (webhook: no grace window)."""
-    return text(stuck_sql(reason, qualified=True))  # type: ignore[return-value]
+    # Parenthesised: literal SQL is not grouped by SQLAlchemy (`a OR b AND NOT c`).
+    return text(f"({stuck_sql(reason, qualified=True)})")  # type: ignore[return-value]
 
 
 def count_stuck(s: Session, now: datetime) -> int:
@@ -93,20 +111,7 @@ def count_stuck(s: Session, now: datetime) -> int:
     `ix_orders_stuck_unprocessed` (paid_at) a few minutes wide.
     """
     union = s.scalar(select(func.count()).select_from(Order).where(index_predicate())) or 0
-    in_grace = (
-        s.scalar(
-            select(func.count())
-            .select_from(Order)
-            .where(
-                Order.status == OrderStatus.PAID,
-                Order.webhook_processed_at.is_(None),
-                or_(Order.paid_at.is_(None), Order.paid_at >= now - WEBHOOK_GRACE),
-                Order.amount_mismatch.is_(False),
-                Order.holds_stock.is_(False),
-            )
-        )
-        or 0
-    )
+    in_grace = s.scalar(select(func.count()).select_from(Order).where(_in_grace_only(now))) or 0
     return int(union) - int(in_grace)
 
 

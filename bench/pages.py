@@ -152,13 +152,20 @@ def peer_main(url: str) -> None:
         if not path:
             continue
         counter.n = 0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         resp = client.get(path)
         body = resp.get_data()
         ms = (time.perf_counter() - t0) * 1000
+        cpu = (time.process_time() - c0) * 1000
         print(
             json.dumps(
-                {"ms": ms, "status": resp.status_code, "bytes": len(body), "queries": counter.n}
+                {
+                    "ms": ms,
+                    "cpu": cpu,
+                    "status": resp.status_code,
+                    "bytes": len(body),
+                    "queries": counter.n,
+                }
             ),
             flush=True,
         )
@@ -235,12 +242,13 @@ class Console:
 
     def get(self, path: str) -> dict[str, Any]:
         self.counter.n = 0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         resp = self.client.get(path)
         body = resp.get_data()
         ms = (time.perf_counter() - t0) * 1000
         return {
             "ms": ms,
+            "cpu": (time.process_time() - c0) * 1000,
             "status": resp.status_code,
             "bytes": len(body),
             "queries": self.counter.n,
@@ -366,7 +374,16 @@ def measure(
     console: Console, peer: Peer, pages: dict[str, tuple[str, str]], rounds: int
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {
-        k: {"ms": [], "peer_ms": [], "bytes": 0, "queries": 0, "peer_bytes": 0, "peer_q": 0}
+        k: {
+            "ms": [],
+            "cpu": [],
+            "peer_ms": [],
+            "peer_cpu": [],
+            "bytes": 0,
+            "queries": 0,
+            "peer_bytes": 0,
+            "peer_q": 0,
+        }
         for k in pages
     }
     for _ in range(2):  # warm both
@@ -380,11 +397,13 @@ def measure(
             assert r["status"] in (200, 400), (name, r["status"])
             o = out[name]
             o["ms"].append(r["ms"])
+            o["cpu"].append(r["cpu"])
             o["bytes"], o["queries"], o["status"] = r["bytes"], r["queries"], r["status"]
             if theirs:
                 p = peer.get(theirs)
                 assert p["status"] == 200, (theirs, p)
                 o["peer_ms"].append(p["ms"])
+                o["peer_cpu"].append(p["cpu"])
                 o["peer_bytes"], o["peer_q"] = p["bytes"], p["queries"]
     return out
 
@@ -393,22 +412,27 @@ def report(title: str, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         f"### {title}",
         "",
-        "| page | p50 | p95 | p99 | KB | queries | peer p95 | peer KB | peer queries | "
-        "peer/console p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Wall: server time in-process (includes waiting for PostgreSQL and for a CPU); "
+        "CPU: this process's CPU time for the request (Python only), less sensitive to "
+        "other load on the machine.",
+        "",
+        "| page | p50 | p95 | p99 | CPU p95 | KB | queries | peer p95 | peer CPU p95 | peer KB | "
+        "peer queries | peer/console p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, o in results.items():
         p95 = pct(o["ms"], 95)
         if o["peer_ms"]:
             peer95 = pct(o["peer_ms"], 95)
             peer = (
-                f"{peer95:.1f} | {o['peer_bytes'] / 1024:.1f} | {o['peer_q']} | {peer95 / p95:.1f}x"
+                f"{peer95:.1f} | {pct(o['peer_cpu'], 95):.1f} | {o['peer_bytes'] / 1024:.1f} | "
+                f"{o['peer_q']} | {peer95 / p95:.1f}x"
             )
         else:
-            peer = "- | - | - | -"
+            peer = "- | - | - | - | -"
         lines.append(
             f"| {name} | {pct(o['ms'], 50):.1f} | {p95:.1f} | {pct(o['ms'], 99):.1f} | "
-            f"{o['bytes'] / 1024:.1f} | {o['queries']} | {peer} |"
+            f"{pct(o['cpu'], 95):.1f} | {o['bytes'] / 1024:.1f} | {o['queries']} | {peer} |"
         )
     return lines
 

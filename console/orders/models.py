@@ -121,8 +121,8 @@ class Order(Base):
     # writes, so that every stuck reason is a predicate on `orders` alone (see
     # console/orders/queries.py): an inventory reservation still `reserved`, a payment that
     # `succeeded`. Read only by SQL; the console never writes them.
-    holds_stock: Mapped[bool] = mapped_column(server_default=text("false"), deferred=True)
-    payment_succeeded: Mapped[bool] = mapped_column(server_default=text("false"), deferred=True)
+    holds_stock: Mapped[bool] = mapped_column(server_default=text("false"))
+    payment_succeeded: Mapped[bool] = mapped_column(server_default=text("false"))
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"

@@ -29,8 +29,10 @@ def stuck_predicates(now: datetime) -> dict[str, ColumnElement[bool]]:
     order); they are now the columns `holds_stock` and `payment_succeeded`, kept by
     triggers (migration 0007). Each predicate is the index predicate of
     `ix_orders_stuck_<reason>_created` (plus the webhook grace window), and their OR
-    is that of `ix_orders_stuck_{created,amount,updated}`: PostgreSQL proves the
-    query's condition implies the index's and walks only stuck rows, in page order.
+    is that of `ix_orders_stuck_{created,amount,updated}`. These name the reason of a
+    row (`stuck_reason_column`); the filters use the same predicates in the indexes'
+    literal SQL (`stuck_condition`), and tests/property/test_stuck_queue.py checks both
+    against the EXISTS definition.
     """
     return {
         "amount_mismatch": and_(

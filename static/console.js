@@ -29,6 +29,16 @@
   document.addEventListener("console:close-dialog", closeDialog);
   document.body && document.body.addEventListener("console:close-dialog", closeDialog);
 
+  // Action links: the confirm step in the shared dialog (the link itself works without JS).
+  document.addEventListener("click", function (evt) {
+    var link = evt.target.closest && evt.target.closest("a[data-dialog]");
+    if (!link || !window.htmx || evt.button !== 0 ||
+        evt.metaKey || evt.ctrlKey || evt.shiftKey || evt.altKey) { return; }
+    evt.preventDefault();
+    window.htmx.ajax("GET", link.getAttribute("href"),
+      { source: link, target: "#dialog-content", swap: "innerHTML" });
+  });
+
   document.addEventListener("click", function (evt) {
     var el = evt.target.closest("[data-close-dialog]");
     if (el && dialog().open) {

@@ -32,7 +32,16 @@ def test_list_pages_do_not_query_per_row(app, auth, client):
     with app.app_context():
         seed(db.session(), volume=100)
     auth.as_role("admin")
-    pages = ["/orders/stuck", "/webhooks", "/audit", "/"]
+    pages = [
+        "/orders/stuck",
+        "/orders/stuck?reason=webhook_unprocessed",
+        "/orders/stuck?sort=amount&dir=desc",
+        "/webhooks",
+        "/audit",
+        "/audit?actor=admin@example.test",
+        "/audit?since=2020-01-01&until=2100-01-01",
+        "/",
+    ]
     with count_queries(app) as few:
         for path in pages:
             assert client.get(path).status_code == 200

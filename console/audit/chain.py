@@ -301,8 +301,19 @@ def display_differences(entry: AuditEntry) -> list[tuple[str, Any, Any]]:
     return [
         (column, stored[column], value)
         for column, value in display_columns(body).items()
-        if canonical_json(stored[column]) != canonical_json(value)
+        if not _same(stored[column], value)
     ]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal in canonical form; strings, ints and None of one type compared directly.
+
+    (Only exact types: 1 == True in Python, not in JSON. The rest, lists and dicts,
+    goes through the canonical form.)
+    """
+    if type(a) is type(b) and (a is None or type(a) in (str, int)):
+        return bool(a == b)
+    return canonical_json(a) == canonical_json(b)
 
 
 def display_problems(entry: AuditEntry) -> list[str]:

@@ -21,12 +21,16 @@ class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (
         Index("ix_audit_entries_actor_seq", "actor_sub", "seq"),
+        # The actor filter matches the e-mail or the subject: a BitmapOr of the two.
+        Index("ix_audit_entries_actor_email_seq", "actor_email", "seq"),
         Index("ix_audit_entries_action_seq", "action", "seq"),
         Index("ix_audit_entries_target_seq", "target_type", "target_id", "seq"),
         Index("ix_audit_entries_outcome_seq", "outcome", "seq"),
         Index("ix_audit_entries_ts", "ts"),
         # Migration 0009 adds a GIN index on ((details -> 'extra') -> 'records')
         # jsonb_path_ops: the other records an action changed (history_for).
+        # A time window's first and last seq (the list is in seq order, ts nearly so).
+        Index("ix_audit_entries_ts_seq", "ts", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

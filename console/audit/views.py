@@ -11,7 +11,8 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 from flask_login import current_user, login_required
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
 
 from console import db
 from console.audit.chain import display_differences, display_problems
@@ -73,6 +74,7 @@ def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[st
         else:
             stmt = stmt.where(AuditEntry.outcome == outcome)
             used["outcome"] = outcome
+    window: list[tuple[str, Any]] = []
     for key, op in (("since", "ge"), ("until", "lt")):
         raw = args.get(key, "").strip()
         if not raw:
@@ -81,9 +83,33 @@ def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[st
         if when is None:
             errors.append(f"'{raw}' is not a date or time (use 2026-11-03 or 2026-11-03T14:02).")
             continue
-        stmt = stmt.where(AuditEntry.ts >= when if op == "ge" else AuditEntry.ts < when)
+        window.append((op, when))
         used[key] = raw
+    if window:
+        stmt = stmt.where(*_in_window(AuditEntry, window), *seq_bounds(window))
     return stmt, used, errors
+
+
+def _in_window(entity: Any, window: list[tuple[str, Any]]) -> list[Any]:
+    return [entity.ts >= when if op == "ge" else entity.ts < when for op, when in window]
+
+
+def seq_bounds(window: list[tuple[str, Any]]) -> list[Any]:
+    """The first and last seq within a time window, as bounds the seq index can start from.
+
+    The list is ordered by seq and `ts` is not strictly in seq order (an entry's
+    time is taken before it waits for the chain head), so a time window is not a
+    seq range; but the window's lowest and highest seq bound it exactly. Both come
+    from one index-only range of ix_audit_entries_ts_seq; without them a window in
+    the past walks every newer entry, and its last page every older one.
+    """
+    inner = aliased(AuditEntry)
+    cond = _in_window(inner, window)
+    # `seq + 0`: min(seq) alone is planned as "the first seq in pk order inside the
+    # window", a walk of the pk from one end; of an expression it is the index-only range.
+    lo = select(func.min(inner.seq + 0)).where(*cond).scalar_subquery()
+    hi = select(func.max(inner.seq + 0)).where(*cond).scalar_subquery()
+    return [AuditEntry.seq >= lo, AuditEntry.seq <= hi]
 
 
 @bp.app_template_filter("audit_problems")

@@ -33,7 +33,9 @@ RESERVATIONS_SHOWN = 100
 
 def last_expiry_run(s: Any) -> tuple[JobRun | None, bool]:
     """The newest run of the cron expiry job, and whether the job is late."""
-    run = s.scalar(select(JobRun).where(JobRun.job == EXPIRY_JOB).order_by(JobRun.id.desc()))
+    run = s.scalar(
+        select(JobRun).where(JobRun.job == EXPIRY_JOB).order_by(JobRun.id.desc()).limit(1)
+    )
     late = next(h.late for h in job_health(s, utcnow()) if h.spec.name == EXPIRY_JOB)
     return run, late
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ARRAY, Select, String, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from console.inventory.models import (
@@ -80,20 +80,22 @@ def drift_facts(s: Session, skus: Sequence[str], recent: int = RECENT_ENTRIES) -
         facts.pending[sku] = Pending(int(units), int(n))
     if recent <= 0:
         return facts
-    ranked = (
-        select(
-            InventoryLedgerEntry.id,
-            func.row_number()
-            .over(partition_by=InventoryLedgerEntry.sku, order_by=InventoryLedgerEntry.id.desc())
-            .label("rank"),
-        )
-        .where(InventoryLedgerEntry.sku.in_(list(skus)))
-        .subquery()
+    # The newest entries of each SKU: one descent of ix_inventory_ledger_sku_id per SKU
+    # (LATERAL ... LIMIT), where a window over the SKUs' whole ledgers reads all their rows.
+    skus_table = (
+        func.unnest(cast(list(skus), ARRAY(String))).table_valued("sku").render_derived("s")
     )
+    newest = (
+        select(InventoryLedgerEntry.id)
+        .where(InventoryLedgerEntry.sku == skus_table.c.sku)
+        .order_by(InventoryLedgerEntry.id.desc())
+        .limit(recent)
+        .lateral("newest")
+    )
+    ids = select(newest.c.id).select_from(skus_table).join(newest, true())
     for entry in s.scalars(
         select(InventoryLedgerEntry)
-        .join(ranked, ranked.c.id == InventoryLedgerEntry.id)
-        .where(ranked.c.rank <= recent)
+        .where(InventoryLedgerEntry.id.in_(ids))
         .order_by(InventoryLedgerEntry.sku, InventoryLedgerEntry.id.desc())
     ):
         facts.recent.setdefault(entry.sku, []).append(entry)

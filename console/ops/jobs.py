@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from console.db import utcnow
@@ -298,16 +298,35 @@ HISTORY = 20
 def job_health(s: Session, now: datetime, *, history: bool = False) -> list[JobHealth]:
     """Last run, last success and lateness of every job (one query each, not per job)."""
     jobs = effective_jobs()
+    # One index descent per job (ix_job_runs_job_succeeded, ix_job_runs_job_id) through
+    # LATERAL over the known job names: a GROUP BY over job_runs reads years of runs.
+    names = list(jobs)
     last_success: dict[str, datetime | None] = {
         job: finished
         for job, finished in s.execute(
-            select(JobRun.job, func.max(JobRun.finished_at))
-            .where(JobRun.status == JobStatus.SUCCEEDED)
-            .group_by(JobRun.job)
+            text(
+                "SELECT j.job, r.finished_at FROM unnest(CAST(:jobs AS text[])) AS j(job) "
+                "CROSS JOIN LATERAL (SELECT finished_at FROM job_runs "
+                "WHERE job_runs.job = j.job AND status = 'succeeded' "
+                "AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1) AS r"
+            ),
+            {"jobs": names},
         )
     }
-    latest_ids = select(func.max(JobRun.id)).group_by(JobRun.job).scalar_subquery()
-    last_runs = {r.job: r for r in s.scalars(select(JobRun).where(JobRun.id.in_(latest_ids)))}
+    last_runs = {
+        r.job: r
+        for r in s.scalars(
+            select(JobRun)
+            .from_statement(
+                text(
+                    "SELECT r.* FROM unnest(CAST(:jobs AS text[])) AS j(job) "
+                    "CROSS JOIN LATERAL (SELECT * FROM job_runs WHERE job_runs.job = j.job "
+                    "ORDER BY id DESC LIMIT 1) AS r"
+                )
+            )
+            .params(jobs=names)
+        )
+    }
     recent: dict[str, list[JobRun]] = {}
     queue: dict[str, tuple[int, datetime | None]] = {}
     if history:

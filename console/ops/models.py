@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base, utcnow
@@ -20,7 +20,17 @@ class JobStatus(enum.StrEnum):
 
 class JobRun(Base):
     __tablename__ = "job_runs"
-    __table_args__ = (Index("ix_job_runs_job_started", "job", "started_at", "id"),)
+    __table_args__ = (
+        Index("ix_job_runs_job_started", "job", "started_at", "id"),
+        # A job's last run and last success: one index descent per job, not years of runs.
+        Index("ix_job_runs_job_id", "job", "id"),
+        Index(
+            "ix_job_runs_job_succeeded",
+            "job",
+            "finished_at",
+            postgresql_where=text("status = 'succeeded'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job: Mapped[str] = mapped_column(String(64))

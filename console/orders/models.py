@@ -23,6 +23,31 @@ class OrderStatus(enum.StrEnum):
     REFUNDED = "refunded"
 
 
+# The stuck reasons as SQL on `orders` alone, for the partial indexes (migration 0007).
+# The webhook reason without its grace window (a time the index cannot hold); the
+# queries in console/orders/queries.py state the same predicates with SQLAlchemy and
+# tests/orders/test_stuck_counts.py checks the two agree.
+_STUCK_REASON_TEMPLATES = {
+    "amount_mismatch": "{o}amount_mismatch AND {o}status NOT IN ('refunded', 'cancelled')",
+    "webhook_unprocessed": "{o}status = 'paid' AND {o}webhook_processed_at IS NULL",
+    "reservation_unconfirmed": "{o}status IN ('paid', 'confirmed') AND {o}holds_stock",
+    "not_forwarded": "{o}status = 'processing' AND {o}supplier_forwarded_at IS NULL",
+    "payment_pending_order": "{o}status = 'pending' AND {o}payment_succeeded",
+}
+
+
+def stuck_sql(reason: str | None = None, *, qualified: bool = False) -> str:
+    """A reason's index predicate (or their OR), as the index has it or qualified by table."""
+    prefix = "orders." if qualified else ""
+    if reason is not None:
+        return _STUCK_REASON_TEMPLATES[reason].format(o=prefix)
+    return " OR ".join(f"({t.format(o=prefix)})" for t in _STUCK_REASON_TEMPLATES.values())
+
+
+STUCK_REASON_SQL = {key: stuck_sql(key) for key in _STUCK_REASON_TEMPLATES}
+STUCK_ANY_SQL = stuck_sql()
+
+
 class Order(Base):
     """An order of the shop; `confirmed`, not `paid`, is the finalization state."""
 
@@ -51,6 +76,20 @@ class Order(Base):
             "id",
             postgresql_where=text("amount_mismatch"),
         ),
+        # The stuck queue (migration 0007): the union of the reasons, once per sort of the
+        # page, and each reason by age, so every page and every count is a bounded scan.
+        *[
+            Index(f"ix_orders_stuck_{key}", column, "id", postgresql_where=text(STUCK_ANY_SQL))
+            for key, column in (
+                ("created", "created_at"),
+                ("amount", "amount"),
+                ("updated", "updated_at"),
+            )
+        ],
+        *[
+            Index(f"ix_orders_stuck_{key}_created", "created_at", "id", postgresql_where=text(sql))
+            for key, sql in STUCK_REASON_SQL.items()
+        ],
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,6 +117,12 @@ class Order(Base):
     # The shop's own version of this record (ingest API): older updates are refused as stale.
     shop_updated_at: Mapped[datetime | None]
     shop_version: Mapped[int | None] = mapped_column(BigInteger)
+    # Facts about the order's children, kept by PostgreSQL triggers (migration 0007) whoever
+    # writes, so that every stuck reason is a predicate on `orders` alone (see
+    # console/orders/queries.py): an inventory reservation still `reserved`, a payment that
+    # `succeeded`. Read only by SQL; the console never writes them.
+    holds_stock: Mapped[bool] = mapped_column(server_default=text("false"))
+    payment_succeeded: Mapped[bool] = mapped_column(server_default=text("false"))
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderLine.id"

@@ -105,7 +105,7 @@ def index() -> Any:
     recent_runs = s.scalars(
         select(SupplierSyncRun).order_by(SupplierSyncRun.id.desc()).limit(10)
     ).all()
-    last_job = s.scalar(select(JobRun).where(JobRun.job == JOB).order_by(JobRun.id.desc()))
+    last_job = s.scalar(select(JobRun).where(JobRun.job == JOB).order_by(JobRun.id.desc()).limit(1))
     ctx = {
         "page": page,
         "args": args,

@@ -223,9 +223,10 @@ def _register_request_hooks(app: Flask) -> None:
         if request.path.startswith("/static/"):
             return resp
         started = g.get("request_started")
-        from flask_login import current_user
-
-        user = getattr(current_user, "email", None) if current_user else None
+        # The user this request already loaded (flask-login keeps it in g); a
+        # request that never needed one (a Stripe webhook, /healthz) has none,
+        # and is not made to parse a session for the log line.
+        user = getattr(g.get("_login_user"), "email", None)
         access.info(
             "%s %s %s",
             request.method,

@@ -65,6 +65,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         WEBHOOK_ALLOW_PRIVATE_URLS=environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "")
         or ("" if settings.is_production else "1"),
     )
+    from console.payments.intake import WebhookIntake
+
+    app.wsgi_app = WebhookIntake(app, app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_fix_hops:
         h = settings.proxy_fix_hops
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -56,7 +56,7 @@ def main() -> None:
             STRIPE_API_KEY="sk_test_bench",
             STRIPE_API_BASE=double.url,
             STRIPE_MAX_REQUESTS_PER_SECOND="0",
-            STRIPE_TIMEOUT_SECONDS="60",
+            STRIPE_TIMEOUT_SECONDS="20",  # under STRIPE_CALL_DEADLINE_SECONDS (the config insists)
         )
         client = stripe.StripeClient(
             "sk_test_bench", base_addresses={"api": double.url}, max_network_retries=0

@@ -28,7 +28,13 @@ from flask import Flask
 from console import db
 from console.ops.metrics import HTTP_DURATION
 from console.payments.gateway import SignatureError, gateway
-from console.payments.webhooks import MAX_BODY, BadEvent, _masked, parse_event, store_event
+from console.payments.webhooks import (
+    MAX_BODY,
+    BadEvent,
+    masked_for_storing,
+    parse_event,
+    store_event,
+)
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("console.access")
@@ -72,10 +78,8 @@ class WebhookIntake:
                 event = parse_event(text)
             except (SignatureError, BadEvent):
                 return self.wrapped(environ, start_response)
-            masked, changed = _masked(text, event)
-            raw = json.dumps(masked, ensure_ascii=False) if changed else text
             try:
-                stored = store_event(db.session(), masked, raw)
+                stored = store_event(db.session(), *masked_for_storing(text, event))
             finally:
                 db.session().close()
         answer = json.dumps({"id": stored.event_id, "status": stored.status.value}).encode()

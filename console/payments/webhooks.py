@@ -221,16 +221,15 @@ def receive() -> Any:
         event = parse_event(text)
     except BadEvent as exc:
         return _store_unprocessable(s, text, str(exc))
-    masked, changed = _masked(text, event)
-    stored = store_event(s, masked, json.dumps(masked, ensure_ascii=False) if changed else text)
+    stored = store_event(s, *masked_for_storing(text, event))
     return jsonify(status=stored.status.value, id=stored.event_id), 200
 
 
 _PAN_ESCAPE = re.compile(r"\\u00(?:3[0-9]|20|2[dD])")
 
 
-def _masked(text: str, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The event with card numbers masked in its strings, keys and integers.
+def masked_for_storing(text: str, event: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The event with card numbers masked, and the body to store (verbatim when none was).
 
     Walking every value costs more than the rest of intake together, so the
     raw text is checked first: unless a `\\u` escape writes a digit, a space
@@ -240,9 +239,9 @@ def _masked(text: str, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     full walk.
     """
     if not _PAN_ESCAPE.search(text) and not contains_pan(text):
-        return event, False
+        return event, text
     masked, changed = mask_in(event)
-    return masked, changed
+    return masked, json.dumps(masked, ensure_ascii=False) if changed else text
 
 
 def _store_unprocessable(s: Session, text: str, reason: str) -> Any:
@@ -509,33 +508,6 @@ def _note_failure(s: Session, row: WebhookEvent, error: str, *, retryable: bool)
     if retryable and attempts < RETRY_LIMIT:
         queue_processing(s, row.id, at=utcnow() + retry_delay(attempts))
     log.warning("webhook %s failed (attempt %s): %s", row.event_id, attempts, error[:300])
-
-
-def process_event(s: Session, event_id: str) -> ProcessResult:
-    """Process one stored event now, waiting for its row lock (tests, the command line)."""
-    event_row = s.scalar(
-        select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
-    )
-    if event_row is None:
-        s.rollback()
-        return ProcessResult(WebhookStatus.FAILED, "unknown event")
-    if event_row.processed_at is not None:
-        status = event_row.status
-        s.rollback()
-        return ProcessResult(status)
-    try:
-        status = apply_event(s, event_row)
-    except (GatewayError, OperationalError, DBAPIError, Unprocessable) as exc:
-        s.rollback()
-        return mark_failed(s, event_id, str(exc), retryable=is_retryable(exc))
-    except Exception as exc:
-        log.exception("webhook handler for %s failed", event_id)
-        s.rollback()
-        return mark_failed(s, event_id, f"{type(exc).__name__}: {exc}", retryable=False)
-    s.commit()
-    if status == WebhookStatus.PROCESSED:
-        WEBHOOK_EVENTS.labels("processed").inc()
-    return ProcessResult(status)
 
 
 def mark_failed(s: Session, event_id: str, error: str, *, retryable: bool) -> ProcessResult:

@@ -65,6 +65,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         WEBHOOK_ALLOW_PRIVATE_URLS=environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "")
         or ("" if settings.is_production else "1"),
     )
+    from console.payments.intake import WebhookIntake
+
+    app.wsgi_app = WebhookIntake(app, app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_fix_hops:
         h = settings.proxy_fix_hops
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -223,9 +226,10 @@ def _register_request_hooks(app: Flask) -> None:
         if request.path.startswith("/static/"):
             return resp
         started = g.get("request_started")
-        from flask_login import current_user
-
-        user = getattr(current_user, "email", None) if current_user else None
+        # The user this request already loaded (flask-login keeps it in g); a
+        # request that never needed one (a Stripe webhook, /healthz) has none,
+        # and is not made to parse a session for the log line.
+        user = getattr(g.get("_login_user"), "email", None)
         access.info(
             "%s %s %s",
             request.method,

@@ -7,6 +7,7 @@ app context, committed only by services (models never commit).
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,9 +21,11 @@ from sqlalchemy import (
     Enum,
     MetaData,
     create_engine,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -113,13 +116,47 @@ def make_engine(url: str) -> Engine:
     `status = 'paid'` (the queue pages and counts depend on them). Planning these
     queries costs well under a millisecond.
     """
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         connect_args={"options": "-c jit=off -c plan_cache_mode=force_custom_plan"},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle (SQLAlchemy's pre-ping, lazier).
+
+    `pool_pre_ping` pings on every checkout: a round trip and a PostgreSQL
+    wake-up per request, a sixth of a webhook intake's CPU on 2 cores (issue
+    15). A connection used within the last PING_AFTER_IDLE_SECONDS is very
+    probably alive; one idle longer (after a database restart, a network
+    cut, an idle timeout) is pinged, and a dead one is replaced before the
+    request sees it. A restart within those seconds fails the requests in
+    flight anyway; the first error on a dead connection makes SQLAlchemy
+    drop the whole pool's older connections.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # a brand-new connection, or one in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection is dead") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection is dead")
 
 
 class Database:

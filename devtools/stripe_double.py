@@ -10,7 +10,9 @@ localstripe's own app (no fork):
 - one-off invoices (`POST /v1/invoices` from pending invoice items), which
   localstripe only makes for subscriptions;
 - the `created[gte|gt|lte|lt]` filter and correct `starting_after` paging on
-  `GET /v1/payment_intents` (reconciliation pages through windows);
+  `GET /v1/payment_intents` (reconciliation pages through windows), and the
+  Search API for PaymentIntents (`metadata['key']:'value'`, `status:'...'`,
+  joined by AND: what a run filtered by an order id asks);
 - idempotency: a repeated `Idempotency-Key` gets the first response back
   verbatim (`Idempotent-Replayed: true`); concurrent repeats are serialized so
   50 simultaneous identical requests create one object; the same key with
@@ -34,6 +36,7 @@ import asyncio
 import hashlib
 import json
 import pickle
+import re
 import secrets
 import socket
 import threading
@@ -382,9 +385,53 @@ async def control_middleware(request: web.Request, handler: Any) -> web.StreamRe
     return _log(request, resp)
 
 
+_QUOTED = r"((?:[^'\\]|\\.)*)"
+_SEARCH_TERM = re.compile(rf"^\s*(?:metadata\['{_QUOTED}'\]|(status|currency)):'{_QUOTED}'\s*$")
+
+
+def _search_payment_intents(request: web.Request) -> web.Response:
+    """`GET /v1/payment_intents/search`: `metadata['k']:'v'`, `status:'v'`, joined by AND."""
+    from localstripe.resources import store
+
+    terms = []
+    for part in re.split(r"\s+AND\s+", request.query.get("query", "")):
+        m = _SEARCH_TERM.match(part)
+        if m is None:
+            return _stripe_error(400, "invalid_request_error", f"unsupported search query: {part}")
+        key, field, value = m.group(1), m.group(2), re.sub(r"\\(.)", r"\1", m.group(3))
+        terms.append((re.sub(r"\\(.)", r"\1", key) if key is not None else None, field, value))
+    matches = []
+    for k, pi in list(store.items()):
+        if not k.startswith("payment_intent:"):
+            continue
+        if all(
+            ((pi.metadata or {}).get(key) == value)
+            if key is not None
+            else str(getattr(pi, str(field), "")) == value
+            for key, field, value in terms
+        ):
+            matches.append(pi)
+    matches.sort(key=lambda pi: (pi.created, getattr(pi, "_double_seq", 0)), reverse=True)
+    limit = min(int(request.query.get("limit", 10)), 100)
+    expand = [
+        e[len("data.") :] for e in request.query.getall("expand[]", []) if e.startswith("data.")
+    ]
+    return web.json_response(
+        {
+            "object": "search_result",
+            "url": "/v1/payment_intents/search",
+            "has_more": len(matches) > limit,
+            "next_page": None,
+            "data": [pi._export(expand=expand or None) for pi in matches[:limit]],
+        }
+    )
+
+
 async def _dispatch(request: web.Request, handler: Any) -> web.Response:
     if request.method == "GET" and request.path == "/v1/payment_intents":
         return _list_payment_intents(request)
+    if request.method == "GET" and request.path == "/v1/payment_intents/search":
+        return _search_payment_intents(request)
     if request.method == "POST" and request.path == "/v1/invoices":
         return await create_one_off_invoice(request)
     if request.method == "GET" and request.path.startswith("/v1/invoices/in_double_"):

@@ -460,7 +460,7 @@ class JobWorker:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_registered(self, database_url: str, after_id: int, timeout: float = 30.0) -> None:
+    def wait_registered(self, database_url: str, after_id: int, timeout: float = 120.0) -> None:
         """Return once a worker newer than `after_id` registered (it fetches jobs then)."""
         import time
 

@@ -56,3 +56,30 @@ def post(client: Any, evt: dict[str, Any], *, secret: str = SECRET, **headers: s
             **headers,
         },
     )
+
+
+def process(app: Any) -> dict[str, int]:
+    """Run what the `webhooks.process` job runs, here (handler tests on the rolled-back app).
+
+    Intake only stores and queues; tests of what an event does to orders and
+    payments apply the queue with the worker's own function. The tests with
+    a real worker process (`start_worker`) are in tests/payments/test_webhook_worker.py.
+    """
+    from console import db
+    from console.payments.webhooks import process_pending
+
+    totals: dict[str, int] = {}
+    with app.app_context():
+        while True:
+            counts = process_pending(db.session())
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            if not counts["claimed"]:
+                return totals
+
+
+def post_processed(client: Any, app: Any, evt: dict[str, Any], **kwargs: Any) -> Any:
+    """Deliver an event, then apply the queue as a worker would; the delivery's answer."""
+    resp = post(client, evt, **kwargs)
+    process(app)
+    return resp

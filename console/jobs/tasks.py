@@ -6,6 +6,8 @@
 - `reconciliation.run`: a run started from the reconciliation page;
 - `suppliers.resume_sync`: Retry sync of a failed supplier sync run;
 - `integrations.deliver_now`: the shop's events an action just wrote;
+- `webhooks.drain` (every second): the Stripe events intake stored, in
+  batches, once each; `webhooks.process`: one event's retry after a failure;
 - `engine.retry_stalled`: puts the jobs of dead workers back in the queue.
 """
 
@@ -25,6 +27,8 @@ RELEASE_APPROVAL = "payouts.release_approval"
 RECONCILIATION_RUN = "reconciliation.run"
 SUPPLIER_SYNC_RESUME = "suppliers.resume_sync"
 DELIVER_NOW = "integrations.deliver_now"
+PROCESS_WEBHOOKS = "webhooks.process"
+DRAIN_WEBHOOKS = "webhooks.drain"
 
 
 def job_task(name: str) -> str:
@@ -77,6 +81,36 @@ def deliver_now(**_: Any) -> None:
 
     with task_context() as s:
         deliver_due(s)
+
+
+@engine.task(name=PROCESS_WEBHOOKS, queue="webhooks", retry=RESUMABLE)
+def process_webhooks(event_row_id: int) -> dict[str, int]:
+    """Retry the stored Stripe event `event_row_id` (and take a batch of others waiting)."""
+    from console.payments.webhooks import process_pending
+
+    with task_context() as s:
+        return process_pending(s, event_row_id)
+
+
+@engine.periodic(cron="* * * * * *", periodic_id="webhooks-drain")
+@engine.task(name=DRAIN_WEBHOOKS, queue="webhooks", queueing_lock=DRAIN_WEBHOOKS)
+def drain_webhooks(timestamp: int) -> int:
+    """Apply the Stripe events intake stored, a batch per transaction, until none wait.
+
+    Deferred every second by the engine's schedule (however many workers,
+    once per tick; the queueing lock keeps at most one waiting), so an
+    event waits about a second before a worker applies it. Several drains
+    at once are safe: claims skip each other's rows.
+    """
+    from console.payments.webhooks import process_pending
+
+    done = 0
+    with task_context() as s:
+        while True:
+            counts = process_pending(s)
+            done += counts["claimed"]
+            if counts["claimed"] == 0:
+                return done
 
 
 @engine.periodic(cron="* * * * * */5", periodic_id="stalled")

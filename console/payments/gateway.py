@@ -213,6 +213,17 @@ class StripeGateway:
             params["created"] = created
         yield from self._paginate(self.client.v1.payment_intents.list, params)
 
+    def search_payment_intents(self, metadata: Mapping[str, str]) -> list[dict[str, Any]]:
+        """PaymentIntents whose metadata has these values (Search API; one call, <= 100)."""
+        terms = " AND ".join(
+            f"metadata['{_search_quote(k)}']:'{_search_quote(v)}'" for k, v in metadata.items()
+        )
+        page = self._call(
+            self.client.v1.payment_intents.search,
+            {"query": terms, "limit": 100, "expand": ["data.latest_charge"]},
+        )
+        return [_plain(item) for item in page.data]
+
     def list_transfers(self, **filters: Any) -> Iterator[dict[str, Any]]:
         yield from self._paginate(self.client.v1.transfers.list, {"limit": 100, **filters})
 
@@ -377,6 +388,11 @@ class StripeGateway:
         except stripe.SignatureVerificationError as exc:
             raise SignatureError(str(exc)) from exc
         return text
+
+
+def _search_quote(value: str) -> str:
+    """A value inside single quotes of Stripe's search query language."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def gateway() -> StripeGateway:

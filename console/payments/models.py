@@ -44,7 +44,7 @@ class Payment(Base):
 
 
 class WebhookStatus(enum.StrEnum):
-    RECEIVED = "received"
+    RECEIVED = "received"  # stored and queued: a worker processes it
     PROCESSED = "processed"
     FAILED = "failed"
     DUPLICATE = "duplicate"
@@ -62,6 +62,12 @@ class WebhookEvent(Base):
             "received_at",
             "id",
             postgresql_where=text("processed_at IS NULL AND status IN ('received', 'failed')"),
+        ),
+        # What workers claim (migration 0008): only the events still waiting.
+        Index(
+            "ix_webhook_events_queued",
+            "id",
+            postgresql_where=text("status = 'received' AND processed_at IS NULL"),
         ),
     )
 

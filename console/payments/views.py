@@ -31,6 +31,7 @@ REJECTION_SORTS = [SortOption("received", "Received", WebhookRejection.received_
 STATUS_FILTERS = {
     "attention": "Needs attention (failed or unprocessed)",
     **{s.value: s.value for s in WebhookStatus},
+    "received": "received (stored, queued for a worker)",
 }
 
 

@@ -1,8 +1,10 @@
 """Reconciliation: compare what Stripe knows with what we know (runbooks 003, 004).
 
-Stripe is read with list endpoints only (100 per call, a `created` window,
-paging with `starting_after`), never one retrieve per order; the number of
-calls is recorded on the run. A finding is keyed by a fingerprint (type and
+Stripe is read with list endpoints (100 per call, a `created` window,
+paging with `starting_after`), never one retrieve per order; a run narrowed
+to one PaymentIntent or one order id asks for those objects by name instead
+(retrieve, Search API, the order's transfer group). The number of calls is
+recorded on the run. A finding is keyed by a fingerprint (type and
 object), so a later run updates it instead of duplicating it, and an
 unfiltered run auto-closes open findings it no longer sees.
 """
@@ -195,6 +197,58 @@ def _local_orders(s: Session, filters: dict[str, str], since: datetime, until: d
     return stmt
 
 
+TARGETED_ORDERS = 3
+"""A run narrowed to at most this many orders asks Stripe for their objects, not lists."""
+
+
+def _targeted(filters: dict[str, str], orders: list[Order]) -> bool:
+    """Whether the filter names its objects: one PaymentIntent, or an order id.
+
+    Listing the whole window to find one PaymentIntent costs ceil(N/100)
+    calls however small the question (issue 15); a PaymentIntent id or an
+    order id names what to retrieve. Email and listing filters can match any
+    number of orders, so they keep the list calls.
+    """
+    if filters.get("email") or filters.get("listing_id"):
+        return False
+    if not (filters.get("payment_intent") or filters.get("order_id")):
+        return False
+    return len(orders) <= TARGETED_ORDERS
+
+
+def _ask_for_the_objects(
+    gw: StripeGateway, filters: dict[str, str], orders: list[Order]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The PaymentIntents and transfers of a targeted run, each asked for by name.
+
+    One retrieve per PaymentIntent (the filter's, and those the orders
+    reference), a Search API call for PaymentIntents that claim the order id
+    in their metadata (Stripe paid, no order references it), and the
+    transfers of each order's transfer group: <= 5 calls for one order.
+    """
+    wanted = {o.payment_intent_id for o in orders if o.payment_intent_id}
+    if filters.get("payment_intent"):
+        wanted.add(filters["payment_intent"])
+    intents: dict[str, dict[str, Any]] = {}
+    for pi_id in sorted(wanted):
+        try:
+            pi = _with_retry(gw.retrieve_payment_intent, pi_id)
+        except GatewayError as exc:
+            if exc.kind != "not_found":
+                raise
+            continue  # Stripe does not know it: the order side says so
+        intents[pi["id"]] = pi
+    if filters.get("order_id"):
+        found = _with_retry(gw.search_payment_intents, {"order_id": filters["order_id"]})
+        for pi in found:
+            intents.setdefault(pi["id"], pi)
+    transfers: list[dict[str, Any]] = []
+    for order in orders:
+        group = f"order-{order.id}"
+        transfers.extend(_with_retry(lambda g=group: list(gw.list_transfers(transfer_group=g))))
+    return list(intents.values()), transfers
+
+
 def detect(
     s: Session,
     gw: StripeGateway,
@@ -202,21 +256,23 @@ def detect(
     run: ReconciliationRun,
     beat: Heartbeat | None = None,
 ) -> list[Seen]:
-    """Everything that differs, in words. Reads Stripe with list calls only."""
+    """Everything that differs, in words. Lists Stripe, or asks for named objects."""
     since, until = _window(filters)
     calls_before = gw.calls
-    created = {
-        "gte": int((since - MARGIN).timestamp()),
-        "lt": int((until + MARGIN).timestamp()),
-    }
-    intents = _list_all(gw, "pi", beat, created=created, expand=["data.latest_charge"])
-    transfers = _list_all(gw, "transfers", beat, created=created)
-    run.stripe_calls = gw.calls - calls_before
-    run.scanned_stripe = len(intents) + len(transfers)
     narrowed = any(filters.get(k) for k in ("order_id", "listing_id", "email", "payment_intent"))
-
     orders = list(s.scalars(_local_orders(s, filters, since, until)))
     run.scanned_local = len(orders)
+    if _targeted(filters, orders):
+        intents, transfers = _ask_for_the_objects(gw, filters, orders)
+    else:
+        created = {
+            "gte": int((since - MARGIN).timestamp()),
+            "lt": int((until + MARGIN).timestamp()),
+        }
+        intents = _list_all(gw, "pi", beat, created=created, expand=["data.latest_charge"])
+        transfers = _list_all(gw, "transfers", beat, created=created)
+    run.stripe_calls = gw.calls - calls_before
+    run.scanned_stripe = len(intents) + len(transfers)
     by_intent = {o.payment_intent_id: o for o in orders if o.payment_intent_id}
     if not narrowed:
         # Orders outside the window may still reference intents inside it.

@@ -361,7 +361,7 @@ def failed_event(app, client, stuck_paid):
     evt = se.event(
         "payment_intent.succeeded", se.payment_intent(stuck_paid.payment_intent_id, 4200)
     )
-    se.post(client, evt)
+    se.post_processed(client, app, evt)  # the worker finds no order yet
     with app.app_context():
         s = db.session()
         stored = s.scalar(select(WebhookEvent).where(WebhookEvent.event_id == evt["id"]))

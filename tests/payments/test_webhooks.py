@@ -1,4 +1,9 @@
-"""POST /webhooks/stripe: verified, stored verbatim, processed once, never backwards."""
+"""POST /webhooks/stripe: verified, stored verbatim and queued; processed once, never backwards.
+
+Intake answers `received` once the event and its job are committed; what an
+event does is applied by the worker's function (`se.process`). The real
+worker process is exercised in test_webhook_worker.py.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +59,10 @@ def test_succeeded_event_confirms_order_and_reservation(app, client, paid_order)
     )
     resp = se.post(client, evt)
     assert resp.status_code == 200, resp.data
-    assert resp.get_json()["status"] == "processed"
+    assert resp.get_json()["status"] == "received"  # stored and queued, not yet applied
+    assert get_event(app, evt["id"]).status == WebhookStatus.RECEIVED
+    assert get_order(app, paid_order.external_id).status == OrderStatus.PAID
+    assert se.process(app)["processed"] == 1
     order = get_order(app, paid_order.external_id)
     assert order.status == OrderStatus.CONFIRMED
     assert order.webhook_processed_at is not None and order.confirmed_at is not None
@@ -114,18 +122,31 @@ def test_redelivery_is_acknowledged_and_processed_once(app, client, paid_order):
     evt = se.event(
         "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
     )
-    assert se.post(client, evt).status_code == 200
+    assert se.post_processed(client, app, evt).status_code == 200
     again = se.post(client, evt)
     assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert se.process(app)["claimed"] == 0  # nothing queued for a processed event
     stored = get_event(app, evt["id"])
     assert stored.deliveries == 2 and stored.attempts == 1
+
+
+def test_redelivery_before_processing_is_stored_once_and_processed_once(app, client, paid_order):
+    evt = se.event(
+        "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200)
+    )
+    assert se.post(client, evt).get_json()["status"] == "received"
+    assert se.post(client, evt).get_json()["status"] == "duplicate"
+    assert se.process(app)["processed"] == 1
+    stored = get_event(app, evt["id"])
+    assert stored.deliveries == 2 and stored.attempts == 1
+    assert stored.status == WebhookStatus.PROCESSED
 
 
 def test_amount_mismatch_flags_order_and_never_confirms(app, client, paid_order):
     evt = se.event(
         "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4100)
     )
-    assert se.post(client, evt).status_code == 200
+    assert se.post_processed(client, app, evt).status_code == 200
     order = get_order(app, paid_order.external_id)
     assert order.amount_mismatch is True
     assert order.status == OrderStatus.PAID
@@ -135,23 +156,26 @@ def test_currency_mismatch_flags_order(app, client, paid_order):
     evt = se.event(
         "payment_intent.succeeded", se.payment_intent(paid_order.payment_intent_id, 4200, "usd")
     )
-    se.post(client, evt)
+    se.post_processed(client, app, evt)
     assert get_order(app, paid_order.external_id).amount_mismatch is True
 
 
 def test_late_failure_event_never_moves_order_backwards(app, client, paid_order):
     pi = paid_order.payment_intent_id
-    se.post(client, se.event("payment_intent.succeeded", se.payment_intent(pi, 4200)))
+    se.post_processed(
+        client, app, se.event("payment_intent.succeeded", se.payment_intent(pi, 4200))
+    )
     failed = se.payment_intent(
         pi, 4200, status="requires_payment_method", last_payment_error={"message": "declined"}
     )
-    assert se.post(client, se.event("payment_intent.payment_failed", failed)).status_code == 200
+    late = se.event("payment_intent.payment_failed", failed)
+    assert se.post_processed(client, app, late).status_code == 200
     assert get_order(app, paid_order.external_id).status == OrderStatus.CONFIRMED
 
 
 def test_unknown_type_is_stored_and_ignored(app, client):
     evt = se.event("customer.created", {"id": "cus_123", "object": "customer"})
-    resp = se.post(client, evt)
+    resp = se.post_processed(client, app, evt)
     assert resp.status_code == 200
     assert get_event(app, evt["id"]).status == WebhookStatus.IGNORED
 
@@ -159,11 +183,13 @@ def test_unknown_type_is_stored_and_ignored(app, client):
 def test_unknown_payment_intent_fails_the_event_clearly(app, client):
     evt = se.event("payment_intent.succeeded", se.payment_intent("pi_nobody_knows", 999))
     resp = se.post(client, evt)
-    assert resp.status_code == 200  # a Stripe retry cannot help: do not ask for one
+    assert resp.status_code == 200  # stored; what processing finds is the worker's business
+    assert se.process(app)["failed"] == 1
     stored = get_event(app, evt["id"])
     assert stored.status == WebhookStatus.FAILED
     assert "no order references pi_nobody_knows" in stored.last_error
     assert stored.processed_at is None  # replayable
+    assert se.process(app)["claimed"] == 0  # not retried by itself: a retry cannot help
 
 
 @pytest.mark.parametrize(
@@ -209,7 +235,9 @@ def test_webhook_needs_no_session_or_csrf(app, client, paid_order):
 
 
 @pytest.mark.slow
-def test_five_simultaneous_deliveries_process_once(committed_app):
+def test_five_simultaneous_deliveries_store_once_and_a_worker_processes_once(
+    committed_app, start_worker
+):
     with committed_app.app_context():
         s = db.session()
         order = make_order(s, status=OrderStatus.PAID)
@@ -232,7 +260,14 @@ def test_five_simultaneous_deliveries_process_once(committed_app):
         t.join(timeout=30)
     assert statuses == [200] * 5
     stored = get_event(committed_app, evt["id"])
-    assert stored.deliveries == 5 and stored.attempts == 1
+    assert stored.deliveries == 5 and stored.attempts == 0  # stored once, not yet processed
+    start_worker()
+    deadline = time.monotonic() + 30
+    while get_event(committed_app, evt["id"]).processed_at is None:
+        assert time.monotonic() < deadline, "the worker did not process the event"
+        time.sleep(0.1)
+    stored = get_event(committed_app, evt["id"])
+    assert stored.status == WebhookStatus.PROCESSED and stored.attempts == 1
     assert get_order(committed_app, order.external_id).status == OrderStatus.CONFIRMED
 
 
@@ -241,7 +276,7 @@ def test_webhooks_page_lists_filters_and_shows_redacted_body(app, auth, client, 
         "payment_intent.succeeded",
         se.payment_intent(paid_order.payment_intent_id, 4200, client_secret="pi_123_secret_abc"),
     )
-    se.post(client, evt)
+    se.post_processed(client, app, evt)
     se.post(client, se.event("customer.created", {"id": "cus_9", "object": "customer"}))
     se.post(client, evt, secret="whsec_wrong")  # a rejected delivery too
     auth.as_role("support")
@@ -288,6 +323,7 @@ def test_dispute_blocks_the_payout_and_transfer_is_recorded(app, client):
     assert se.post(client, se.event("charge.dispute.created", dispute)).status_code == 200
     transfer = {"id": "tr_1", "object": "transfer", "metadata": {"payout_id": "PO-T1"}}
     assert se.post(client, se.event("transfer.created", transfer)).status_code == 200
+    assert se.process(app)["processed"] == 2
     with app.app_context():
         payout = db.session().scalar(
             select(SellerPayout).where(SellerPayout.external_id == "PO-T1")

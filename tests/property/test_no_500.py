@@ -274,8 +274,11 @@ def test_webhook_endpoint_never_500_and_never_half_writes(app, client, world, st
             assert resp.status_code in (200, 503), (resp.status_code, body[:300])
             answer = resp.get_json()
             if answer.get("status") in ("failed", "duplicate"):
+                # A redelivery of a failed event queues another attempt for the
+                # worker (a job row); no record of the shop's changes here.
                 after = state(app, {"webhook_rejections", "webhook_events"})
-                assert changed(before, after) == [], body[:300]
+                moved = set(changed(before, after)) - {"procrastinate_jobs", "procrastinate_events"}
+                assert moved == set(), body[:300]
 
     run = settings(max_examples=500 * SCALE)(
         given(body=webhook_bodies(world["_order_pi"]), signed=st.booleans())(case)

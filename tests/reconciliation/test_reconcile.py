@@ -362,3 +362,41 @@ def test_mark_refunded(app, auth, client, world):
             select(Order).where(Order.payment_intent_id == world["missing"])
         )
         assert order.status == OrderStatus.REFUNDED
+
+
+def test_a_run_for_one_payment_intent_asks_stripe_for_it_alone(app, world, stripe, stripe_client):
+    """Figure: with 250 more intents in the account, one PaymentIntent costs <= 5 calls."""
+    for i in range(250):  # a bigger account: listing it would take 3+ pages
+        create_succeeded_payment_intent(stripe_client, amount=300 + i, currency="eur")
+    stripe.clear_requests_log()
+    output = run(app, "--payment-intent", world["mismatch"])
+    log = stripe.requests_log()
+    assert len(log) <= 5, log
+    assert [r["path"] for r in log if r["path"] == "/v1/payment_intents"] == []  # no listing
+    assert any(r["path"] == f"/v1/payment_intents/{world['mismatch']}" for r in log)
+    assert f"amount_mismatch:{world['mismatch']}" in findings(app)
+    assert f"stripe calls={len(log)}" in output
+
+
+def test_a_run_for_an_order_finds_what_stripe_holds_for_it_by_name(app, world, stripe):
+    """Figure: an order id finds 'Stripe paid, no order' through the Search API, <= 5 calls."""
+    stripe.clear_requests_log()
+    run(app, "--order-id", "ORD-LOST")  # no such order here; Stripe's metadata names it
+    log = stripe.requests_log()
+    assert len(log) <= 5, log
+    assert any(r["path"] == "/v1/payment_intents/search" for r in log)
+    assert f"stripe_paid_no_order:{world['orphan']}" in findings(app)
+
+
+def test_a_run_for_an_order_sees_its_transfer_and_a_missing_intent(app, world, stripe):
+    """Figure: the order's transfer group and its PaymentIntent, asked for by name."""
+    with app.app_context():
+        from console.orders.models import Order
+
+        missing = db.session().scalar(
+            select(Order.external_id).where(Order.payment_intent_id == world["missing"])
+        )
+    stripe.clear_requests_log()
+    run(app, "--order-id", missing)
+    assert stripe.count_requests() <= 5
+    assert f"order_paid_no_stripe:{world['missing']}" in findings(app)

@@ -97,7 +97,10 @@ def test_permanent_database_refusal_is_not_a_503(app, client):
     obj = {"id": "pi_overflow_1", "amount": 2**40, "currency": "eur", "status": "failed"}
     resp = se.post(client, se.event("payment_intent.payment_failed", obj))
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert resp.get_json()["status"] == "failed"
+    assert resp.get_json()["status"] == "received"  # stored; the worker finds the refusal
+    counts = se.process(app)
+    assert counts["failed"] == 1
+    assert se.process(app)["claimed"] == 0  # not retried by itself: a retry cannot help
     with app.app_context():
         s = db.session()
         assert s.scalar(select(Payment).where(Payment.payment_intent_id == "pi_overflow_1")) is None
@@ -116,6 +119,9 @@ def test_stored_webhook_body_never_holds_a_card_number(app, client):
     obj["metadata"] = {"order_id": external_id}
     resp = se.post(client, se.event("payment_intent.succeeded", obj))
     assert resp.status_code == 200
+    with app.app_context():
+        assert not contains_pan(db.session().scalar(select(WebhookEvent.raw_body)))
+    se.process(app)
     with app.app_context():
         s = db.session()
         row = s.scalar(select(WebhookEvent))
@@ -142,3 +148,32 @@ def test_stored_unprocessable_event_page_renders(app, auth, client):
     with app.app_context():
         event_id = db.session().scalar(select(WebhookEvent.event_id))
     assert client.get(f"/webhooks/{event_id}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        '"description": "card \\u0034242 4242 4242 4242"',  # a digit written as an escape
+        '"description": "card 4242\\u00204242\\u002D4242 4242"',  # escaped separators
+        '"amount_note": 4242424242424242',  # an integer
+        '"4242424242424242": "as a key"',
+    ],
+)
+def test_card_numbers_are_masked_however_the_json_writes_them(app, client, fragment):
+    """Figure: a PAN behind JSON escapes, in an integer or in a key is stored masked."""
+    text = evt_text(data='{"object": {"id": "cus_1", ' + fragment + "}}")
+    resp = post_raw(client, text, signed=True)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "received"
+    with app.app_context():
+        raw = db.session().scalar(select(WebhookEvent.raw_body))
+    assert not contains_pan(json.dumps(json.loads(raw), ensure_ascii=False))
+    assert "4242" in raw
+
+
+def test_nesting_just_past_the_limit_is_refused_even_in_a_short_body(app, client):
+    """Figure: 33 levels in 150 bytes: stored failed with the reason, not processed."""
+    resp = post_raw(client, evt_text(data='{"object": ' + deep(31) + "}"), signed=True)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "failed"
+    with app.app_context():
+        row = db.session().scalar(select(WebhookEvent))
+        assert "nested deeper than 32" in row.last_error

@@ -407,6 +407,19 @@ def committed_app(session_app: Flask) -> Iterator[Flask]:
     truncate_all(session_app)
 
 
+def wait_for(predicate: Any, timeout: float = 60.0, every: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy (or time is up: its last value)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return predicate()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ rolled-back change, a late job run from /ops/jobs.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -22,20 +21,10 @@ from console.ops.models import JobRun, JobStatus
 from console.payouts.models import Approval, ApprovalStatus, SellerPayout
 from console.reconciliation.models import ReconciliationRun, RunStatus
 from tests.actions.helpers import confirm_form, submit
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, wait_for
 from tests.factories import make_payout
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 def queued(app, task: str | None = None) -> int:

@@ -10,7 +10,6 @@ page shows received, then processed or failed, and replay still works.
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -21,20 +20,10 @@ from console.orders.models import Order, OrderStatus
 from console.payments.models import WebhookEvent, WebhookStatus
 from tests import stripe_events as se
 from tests.actions.helpers import confirm_form, submit
-from tests.conftest import libpq
+from tests.conftest import libpq, wait_for
 from tests.factories import make_order
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 def events_by_status(app) -> dict[str, int]:

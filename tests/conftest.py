@@ -420,6 +420,33 @@ def wait_for(predicate: Any, timeout: float = 60.0, every: float = 0.2) -> Any:
     return predicate()
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian Chromium through Playwright, one per session for every browser test.
+
+    Here, not in tests/browser: Playwright's sync API allows one instance per
+    thread, so tests/browser and tests/demo must share it.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.conftest import AXE, CHROMIUM_ARGS, describe
+from tests.browser.conftest import AXE, describe
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,13 +153,9 @@ def demo() -> Iterator[Demo]:
 
 
 @pytest.fixture(scope="session")
-def demo_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+def demo_browser(browser: Any) -> Any:
+    """The session's one Chromium (tests/conftest.py): Playwright's sync API allows one."""
+    return browser
 
 
 IDENTITY = {

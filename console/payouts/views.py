@@ -119,7 +119,10 @@ def detail(external_id: str) -> Any:
     return render_template(
         "payouts/detail.html",
         payout=payout,
-        reasons=ineligibility_reasons(payout, now),
+        # "Not releasable" only means something while the funds are still held.
+        reasons=ineligibility_reasons(payout, now)
+        if payout.status in (PayoutStatus.HELD, PayoutStatus.ELIGIBLE)
+        else [],
         state=payout_state(payout, now),
         protection=protection_words(payout, now),
         history_entries=history_for(s, "payout", payout.external_id),

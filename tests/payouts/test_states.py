@@ -47,3 +47,10 @@ def test_ready_and_blocked_tabs_name_the_state_not_the_storage_status(app, auth,
 
     detail = client.get(f"/payouts/{waiting}").get_data(as_text=True)
     assert "In protection window" in detail and "stored status <code>held</code>" in detail
+
+    with app.app_context():
+        s = db.session()
+        released = make_payout(s, status=PayoutStatus.RELEASED).external_id
+        s.commit()
+    detail = client.get(f"/payouts/{released}").get_data(as_text=True)
+    assert "Released" in detail and "Not releasable" not in detail

@@ -130,6 +130,9 @@ SELF_FIXING_JOBS = (
     "invoices-retry-stuck",
     "coupons-expire-reservations",
     "supplier-sync",
+    # The nightly run (03:00) also runs when the worker starts after a missed
+    # tick; it would close the seeded findings before anyone looks at them.
+    "reconcile",
 )
 
 
@@ -232,8 +235,8 @@ def main() -> int:
 
         if not args.all_schedules and "JOB_SCHEDULES" not in env:
             # The jobs that would fix seeded cases before anyone looks wait for
-            # "Run now" on /ops/jobs; the others (resume, delivery, checkpoints,
-            # the nightly reconciliation) run on their schedules.
+            # "Run now" on /ops/jobs; the others (resume, delivery, checkpoints)
+            # run on their schedules.
             env["JOB_SCHEDULES"] = ";".join(f"{job}=off" for job in SELF_FIXING_JOBS)
             say("jobs that fix seeded cases by themselves wait for Run now (--all-schedules)")
         app_url, owner_url = database(args, env, demo)

@@ -428,8 +428,12 @@ def _stuck_orders(s: Session, now: datetime, supplier_id: int) -> dict[str, Orde
                 _pi("pi_demo_stuck_0002", 1899, "eur"),
                 paid,
             ),
-            status=WebhookStatus.RECEIVED,
-            attempts=0,
+            # Not `received`: the job worker drains received events within a
+            # second, so the seeded case is one whose automatic retries ran out.
+            status=WebhookStatus.FAILED,
+            attempts=8,
+            last_error="handler timed out waiting for the inventory row lock; "
+            "8 attempts, retries exhausted",
             stripe_created_at=paid,
             received_at=paid + timedelta(seconds=1),
         )
@@ -1022,7 +1026,8 @@ def _reconciliation(s: Session, now: datetime, cases: dict[str, Order]) -> None:
             Severity.WARNING,
             "pi_demo_stuck_0002",
             cases["webhook_unprocessed"],
-            "Stripe sent evt_demo_stuck_0002 two hours ago; it is stored but was never processed.",
+            "Stripe sent evt_demo_stuck_0002 two hours ago; it is stored, but processing "
+            "failed and its retries ran out.",
             "replay_event",
         ),
     ]

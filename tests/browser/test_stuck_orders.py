@@ -28,7 +28,7 @@ def status_of(app, external_id: str) -> OrderStatus:
 
 def test_replay_and_verify_from_the_stuck_queue(page, live_server, committed_app, demo_data):
     login(page, live_server, "support", next_url="/orders/stuck")
-    # Replay the never-processed event of ORD-DEMO-0002.
+    # Replay the failed event of ORD-DEMO-0002 (its automatic retries ran out).
     row = page.locator("#row-order-ORD-DEMO-0002")
     row.get_by_role("link", name="Replay event").click()
     dialog = page.locator("#action-dialog")

@@ -8,11 +8,21 @@ checks the `Stripe-Signature` header with the `stripe` SDK (the same call the
 console's gateway makes, with the same 300 s tolerance) and answers 200 or
 400. No Flask, no database: the floor a webhook endpoint on this machine
 cannot go below, which the console's intake is measured against.
+
+With BARE_STORE_URL set (a libpq URL), the peer also stores each verified
+event durably, the least any intake that keeps its promise must do: one
+autocommit `INSERT ... ON CONFLICT DO NOTHING` per event, on a connection
+per thread, into `bare_events`, a table made `LIKE webhook_events
+INCLUDING ALL` (the same columns and the same seven indexes). No bounds
+check, no card-number masking, no metrics, no log line: the floor of a
+durable intake on this machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +30,27 @@ import stripe
 
 SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_bench")
 TOLERANCE = 300
+STORE_URL = os.environ.get("BARE_STORE_URL")
+INSERT = (
+    "INSERT INTO bare_events (event_id, type, livemode, object_id, raw_body, status, attempts, "
+    "deliveries, received_at) VALUES (%s, %s, %s, %s, %s, 'received', 0, 1, now()) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+_local = threading.local()
+
+
+def _store(text: str) -> None:
+    import psycopg
+
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = psycopg.connect(STORE_URL, autocommit=True)
+    event = json.loads(text)
+    obj = event["data"]["object"]
+    conn.execute(
+        INSERT, (event["id"], event["type"], bool(event.get("livemode")), obj.get("id"), text)
+    )
+
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -29,9 +60,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     try:
+        text = body.decode("utf-8")
         stripe.WebhookSignature.verify_header(
-            body.decode("utf-8"), environ.get("HTTP_STRIPE_SIGNATURE", ""), SECRET, TOLERANCE
+            text, environ.get("HTTP_STRIPE_SIGNATURE", ""), SECRET, TOLERANCE
         )
+        if STORE_URL:
+            _store(text)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         answer, status = b'{"error":"signature verification failed"}', "400 Bad Request"
     else:

@@ -171,6 +171,7 @@ class Round:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     ok_ids: list[str] = field(default_factory=list)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -284,6 +285,74 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def spy_on(master: subprocess.Popen[bytes], logdir: Path, n: int) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each worker of a gunicorn master, until SIGINT (raw stacks, for flame graphs)."""
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    return [
+        subprocess.Popen(
+            [
+                str(VENV / "py-spy"),
+                "record",
+                "-p",
+                pid,
+                "-f",
+                "raw",
+                "-r",
+                "200",
+                "--nonblocking",
+                "-o",
+                str(logdir / f"py-spy-round{n + 1}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in children
+    ]
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process so far (utime + stime from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings; a process that exited in between is not counted."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def process_groups(master: subprocess.Popen[bytes]) -> dict[str, list[int]]:
+    """The processes whose CPU a round is charged: its gunicorn, PostgreSQL, this generator."""
+    postgres = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _comm(p) in ("postgres", "postmaster")
+    ]
+    return {
+        "gunicorn": [master.pid, *_children(master.pid)],
+        "postgres": postgres,
+        "generator": [os.getpid()],
+    }
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -320,6 +389,12 @@ def main() -> None:
     parser.add_argument("--job-workers", type=int, default=1, help="worker processes draining")
     parser.add_argument("--job-concurrency", type=int, default=4)
     parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="record the console's gunicorn workers with py-spy during its rounds (raw "
+        "stacks in the log folder; pip install -r bench/requirements.txt)",
+    )
     args = parser.parse_args()
 
     run = secrets.token_hex(3)
@@ -342,6 +417,7 @@ def main() -> None:
         events = [payment_intent_event(i, run + "m") for i in range(total)]
         warm = [payment_intent_event(i, run + "w") for i in range(300)]
         bare_events = [payment_intent_event(i, run + "b") for i in range(args.events)]
+        store_events = [payment_intent_event(i, run + "s") for i in range(total)]
         with psycopg.connect(base + f"/{name}") as conn:
             with conn.cursor().copy(
                 "COPY orders (external_id, status, customer_email, amount, currency, "
@@ -388,13 +464,20 @@ def main() -> None:
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "LOG_LEVEL": "WARNING",
         }
-        ports = {"console": free_port(), "bare": free_port()}
-        apps = {"console": "wsgi:app", "bare": "bench.bare_webhook:app"}
+        with psycopg.connect(base + f"/{name}", autocommit=True) as conn:
+            conn.execute("CREATE TABLE bare_events (LIKE webhook_events INCLUDING ALL)")
+        ports = {"console": free_port(), "bare": free_port(), "bare+store": free_port()}
+        apps = {
+            "console": "wsgi:app",
+            "bare": "bench.bare_webhook:app",
+            "bare+store": "bench.bare_webhook:app",
+        }
+        side_env = {"bare+store": {"BARE_STORE_URL": base + f"/{name}"}}
         for side, port in ports.items():
             log = logdir / f"{side}.log"
             proc = subprocess.Popen(
                 [str(VENV / "gunicorn"), "-c", "gunicorn.conf.py", apps[side]],
-                env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+                env={**env, **side_env.get(side, {}), "GUNICORN_BIND": f"127.0.0.1:{port}"},
                 cwd=ROOT,
                 stdout=log.open("w"),
                 stderr=subprocess.STDOUT,
@@ -414,18 +497,34 @@ def main() -> None:
             f"{args.concurrency} connections, gunicorn {args.gunicorn_workers} workers"
         )
         for n in range(args.rounds):
-            for side in ("bare", "console"):
-                batch = (
-                    bare_events
-                    if side == "bare"
-                    else events[n * args.events : (n + 1) * args.events]
-                )
+            for side in ("bare", "bare+store", "console"):
+                batch = {
+                    "bare": bare_events,
+                    "bare+store": store_events[n * args.events : (n + 1) * args.events],
+                    "console": events[n * args.events : (n + 1) * args.events],
+                }[side]
+                master = procs[list(ports).index(side)]
+                spies = spy_on(procs[0], logdir, n) if side == "console" and args.py_spy else []
+                groups = process_groups(master)
+                cpu_before = {k: cpu_by_pid(v) for k, v in groups.items()}
                 r = asyncio.run(_load(ports[side], batch, args.concurrency, side))
+                groups["gunicorn"] = [master.pid, *_children(master.pid)]  # recycled workers
+                r.cpu_ms = {
+                    k: cpu_spent(cpu_before[k], cpu_by_pid(v)) * 1000 / max(1, r.sent)
+                    for k, v in groups.items()
+                }
+                for spy in spies:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=30)
                 rounds.append(r)
                 print(
-                    f"  round {n + 1} {side:8s} {r.rate:7.0f} events/s  p50 {r.pct(0.5):6.1f} ms  "
+                    f"  round {n + 1} {side:10s} {r.rate:7.0f} events/s  p50 {r.pct(0.5):6.1f} ms  "
                     f"p95 {r.pct(0.95):6.1f} ms  p99 {r.pct(0.99):6.1f} ms  statuses {r.statuses}  "
                     f"load {load_average()}"
+                )
+                print(
+                    "          CPU per event: "
+                    + ", ".join(f"{k} {v:.2f} ms" for k, v in r.cpu_ms.items())
                 )
         for proc in procs:
             stop(proc)
@@ -498,6 +597,7 @@ def main() -> None:
         drain_rate = waiting_n / drain_seconds if drain_seconds else 0.0
 
         bare = [r for r in rounds if r.side == "bare"]
+        stored_peer = [r for r in rounds if r.side == "bare+store"]
         console = [r for r in rounds if r.side == "console"]
         print()
         print(
@@ -513,24 +613,35 @@ def main() -> None:
         )
         print()
         print(
-            "| round | bare verify-only events/s | console events/s | ratio | console p50 / p95 / p99 ms | bare p99 ms |"
+            "| round | bare verify-only events/s | bare verify + store events/s | console "
+            "events/s | console / bare | console / bare + store | console p50 / p95 / p99 ms "
+            "| bare p99 ms | bare + store p99 ms | CPU ms per event, bare / bare + store / "
+            "console (server + PostgreSQL + generator) |"
         )
-        print("|---|---|---|---|---|---|")
-        for n, (b, c) in enumerate(zip(bare, console, strict=True), 1):
+        print("|---|---|---|---|---|---|---|---|---|---|")
+
+        def cpu(r: Round) -> str:
+            return f"{sum(r.cpu_ms.values()):.2f}"
+
+        for n, (b, s, c) in enumerate(zip(bare, stored_peer, console, strict=True), 1):
             print(
-                f"| {n} | {b.rate:,.0f} | {c.rate:,.0f} | {c.rate / b.rate:.2f} | "
-                f"{c.pct(0.5):.1f} / {c.pct(0.95):.1f} / {c.pct(0.99):.1f} | {b.pct(0.99):.1f} |"
+                f"| {n} | {b.rate:,.0f} | {s.rate:,.0f} | {c.rate:,.0f} | {c.rate / b.rate:.2f} | "
+                f"{c.rate / s.rate:.2f} | {c.pct(0.5):.1f} / {c.pct(0.95):.1f} / "
+                f"{c.pct(0.99):.1f} | {b.pct(0.99):.1f} | {s.pct(0.99):.1f} | "
+                f"{cpu(b)} / {cpu(s)} / {cpu(c)} |"
             )
         med_b = statistics.median(r.rate for r in bare)
+        med_s = statistics.median(r.rate for r in stored_peer)
         med_c = statistics.median(r.rate for r in console)
         print(
-            f"| median | {med_b:,.0f} | {med_c:,.0f} | {med_c / med_b:.2f} | "
-            f"p99 worst {max(r.pct(0.99) for r in console):.1f} | |"
+            f"| median | {med_b:,.0f} | {med_s:,.0f} | {med_c:,.0f} | {med_c / med_b:.2f} | "
+            f"{med_c / med_s:.2f} | p99 worst {max(r.pct(0.99) for r in console):.1f} | | | |"
         )
         print()
         print(
             f"goals: >= 500 events/s: {'met' if med_c >= 500 else 'MISSED'}; >= 0.7x bare: "
-            f"{'met' if med_c / med_b >= 0.7 else 'MISSED'}; p99 < 100 ms: "
+            f"{'met' if med_c / med_b >= 0.7 else 'MISSED'} (vs verify + store: "
+            f"{med_c / med_s:.2f}x); p99 < 100 ms: "
             f"{'met' if max(r.pct(0.99) for r in console) < 100 else 'MISSED'}; 0 lost: "
             f"{'met' if lost == 0 else 'MISSED'}; 0 processed twice: "
             f"{'met' if twice == 0 else 'MISSED'}; all processed after the drain: "

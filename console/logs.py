@@ -36,10 +36,19 @@ _SECRETS = [
 ]
 
 
+# Every pattern above needs one of these (a superset: `sk_`/`rk_` in any case,
+# `whsec_`, `bearer`, `=` of `code=...`, `eyJ` of a JWT). One search in C rules
+# the secrets out of most texts (paths, methods, ids), instead of five
+# substitutions per field of every log record (issue 15: a sixth of a
+# webhook delivery's CPU was this filter).
+_MAYBE_SECRET = re.compile(r"(?i:[sr]k_|whsec_|bearer)|=|eyJ")
+
+
 def redact(text: str) -> str:
     """Mask secrets and card numbers in free text."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    if _MAYBE_SECRET.search(text):
+        for pattern, replacement in _SECRETS:
+            text = pattern.sub(replacement, text)
     return mask_pans(text)
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from flask import Blueprint, jsonify, request
-from sqlalchemy import select, text, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -307,13 +308,39 @@ class Stored:
     status: WebhookStatus
 
 
-_INSERT_EVENT = text(
+_INSERT_COLUMNS = (
     "INSERT INTO webhook_events (event_id, type, api_version, livemode, object_id, raw_body, "
     "status, attempts, deliveries, stripe_created_at, received_at) "
-    "VALUES (:event_id, :type, :api_version, :livemode, :object_id, :raw_body, 'received', 0, 1, "
-    ":stripe_created_at, :received_at) "
+)
+_INSERT_EVENT = text(
+    _INSERT_COLUMNS
+    + "VALUES (:event_id, :type, :api_version, :livemode, :object_id, :raw_body, 'received', "
+    "0, 1, :stripe_created_at, :received_at) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+# The same statement for psycopg itself (the intake fast path, `store_new_event`).
+_INSERT_EVENT_DBAPI = (
+    _INSERT_COLUMNS
+    + "VALUES (%(event_id)s, %(type)s, %(api_version)s, %(livemode)s, %(object_id)s, "
+    "%(raw_body)s, 'received', 0, 1, %(stripe_created_at)s, %(received_at)s) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
+
+
+def _event_row(event: dict[str, Any], raw_body: str) -> dict[str, Any]:
+    obj = event["data"]["object"]
+    created = event.get("created")
+    return {
+        "event_id": event["id"],
+        "type": event["type"],
+        "api_version": event.get("api_version") or None,
+        "livemode": bool(event.get("livemode")),
+        "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
+        "raw_body": raw_body,
+        "stripe_created_at": datetime.fromtimestamp(created, UTC)
+        if isinstance(created, int)
+        else None,
+        "received_at": utcnow(),
+    }
 
 
 def store_event(s: Session, event: dict[str, Any], raw_body: str) -> Stored:
@@ -339,25 +366,9 @@ def store_event(s: Session, event: dict[str, Any], raw_body: str) -> Stored:
     unprocessed, the redelivery queues another attempt (as a redelivery
     retried processing before).
     """
-    obj = event["data"]["object"]
-    created = event.get("created")
     # Plain SQL: an ORM insert with this many values is compiled afresh on every
     # call (7 ms of CPU per event, measured with bench/profile_intake.py).
-    row_id = s.execute(
-        _INSERT_EVENT,
-        {
-            "event_id": event["id"],
-            "type": event["type"],
-            "api_version": event.get("api_version") or None,
-            "livemode": bool(event.get("livemode")),
-            "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
-            "raw_body": raw_body,
-            "stripe_created_at": datetime.fromtimestamp(created, UTC)
-            if isinstance(created, int)
-            else None,
-            "received_at": utcnow(),
-        },
-    ).scalar()
+    row_id = s.execute(_INSERT_EVENT, _event_row(event, raw_body)).scalar()
     if row_id is not None:
         s.commit()
         WEBHOOK_EVENTS.labels("received").inc()
@@ -373,6 +384,37 @@ def store_event(s: Session, event: dict[str, Any], raw_body: str) -> Stored:
     s.commit()
     WEBHOOK_EVENTS.labels("duplicate").inc()
     return Stored(known.id, event["id"], WebhookStatus.DUPLICATE)
+
+
+def store_new_event(engine: Engine, event: dict[str, Any], raw_body: str) -> Stored | None:
+    """`store_event` for the common case in one network flight; None if the id is known.
+
+    The intake fast path (issue 15, goal 3): a pooled connection in
+    autocommit sends the one `INSERT ... ON CONFLICT DO NOTHING RETURNING
+    id`, and PostgreSQL commits it as it answers: one round trip instead of
+    BEGIN, INSERT, COMMIT through the ORM session (two more round trips and
+    most of the remaining CPU, bench/profile_intake.py). A known event id
+    inserts nothing and returns None: the caller then takes `store_event`,
+    which counts the redelivery and may queue a retry. Errors propagate and
+    the connection is discarded, never returned half-used to the pool.
+    """
+    proxied = engine.raw_connection()
+    try:
+        conn: psycopg.Connection[Any] = proxied.driver_connection  # type: ignore[assignment]
+        conn.autocommit = True
+        try:
+            row = conn.execute(_INSERT_EVENT_DBAPI, _event_row(event, raw_body)).fetchone()
+        finally:
+            conn.autocommit = False
+    except BaseException:
+        proxied.invalidate()
+        raise
+    finally:
+        proxied.close()
+    if row is None:
+        return None
+    WEBHOOK_EVENTS.labels("received").inc()
+    return Stored(row[0], event["id"], WebhookStatus.RECEIVED)
 
 
 def queue_processing(s: Session, row_id: int, *, at: datetime | None = None) -> None:

@@ -493,6 +493,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000, help="for the memory figure")
     parser.add_argument("--json", help="write the raw figures here")
     parser.add_argument("--statements", nargs="+", metavar="PATH", help="time each statement")
+    parser.add_argument("--only", help="measure only the pages whose name matches this regex")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
@@ -532,6 +533,8 @@ def main() -> None:
             pages = console_pages(sample_values(url), deep)
             if i > 0:  # the other distributions change only the stuck queue and the dashboard
                 pages = {k: v for k, v in pages.items() if k.startswith(("stuck", "/ "))}
+            if args.only:
+                pages = {k: v for k, v in pages.items() if re.search(args.only, k)}
             results = measure(console, peer, pages, args.rounds)
             load.append(os.getloadavg())
             lines += report(f"stuck rows {dist}: {args.rounds} interleaved rounds, ms", results)
@@ -549,12 +552,13 @@ def main() -> None:
             }
             print("\n".join(lines[-(len(results) + 12) :]), flush=True)
         mixed = [u for u, _ in console_pages(sample_values(url), deep).values()]
-        before, after = memory(console, mixed, args.requests)
+        before, after = memory(console, mixed, args.requests) if args.requests else (0.0, 0.0)
         load.append(os.getloadavg())
-        lines.append(
-            f"Memory (this process, the console): RSS {before:.1f} MB after 1,000 mixed "
-            f"requests, {after:.1f} MB after {args.requests:,} ({after - before:+.1f} MB)."
-        )
+        if args.requests:
+            lines.append(
+                f"Memory (this process, the console): RSS {before:.1f} MB after 1,000 mixed "
+                f"requests, {after:.1f} MB after {args.requests:,} ({after - before:+.1f} MB)."
+            )
         lines.append(
             "Load average (1/5/15 min) during the run: "
             + ", ".join(f"{a:.2f}/{b:.2f}/{c:.2f}" for a, b, c in load)

@@ -82,3 +82,63 @@ def test_new_queue_pages_do_not_query_per_row(app, auth, client):
             assert resp.status_code == 200
             assert "Next page" in resp.get_data(as_text=True)
     assert len(many) <= len(few) + 2, (len(few), len(many))
+
+
+def test_money_queue_pages_do_not_query_per_row(app, auth, client):
+    """Failed invoices, ready payouts and findings (whose buttons read their orders' payments)."""
+    from console.invoices.models import Invoice, InvoiceStatus
+    from console.payments.models import Payment, PaymentStatus
+    from console.reconciliation.models import FindingType, ReconciliationFinding, Severity
+    from tests.factories import make_payout
+
+    def add_rows(s, n: int, tag: str) -> None:
+        for i in range(n):
+            order = make_order(s, amount_mismatch=i % 2 == 0)
+            s.add(
+                Payment(
+                    payment_intent_id=order.payment_intent_id,
+                    order_id=order.id,
+                    amount=order.amount + 100,
+                    currency="EUR",
+                    status=PaymentStatus.SUCCEEDED,
+                )
+            )
+            s.add(
+                Invoice(
+                    external_id=f"INV-{tag}{i}",
+                    order_id=order.id,
+                    amount=order.amount,
+                    currency="EUR",
+                    status=InvoiceStatus.FAILED,
+                    attempts=3,
+                    last_error="supplier said no",
+                )
+            )
+            kinds = list(FindingType)
+            s.add(
+                ReconciliationFinding(
+                    fingerprint=f"fp-{tag}{i}",
+                    type=kinds[i % len(kinds)],
+                    severity=Severity.HIGH,
+                    explanation="differs",
+                    order_id=order.id,
+                    payment_intent_id=order.payment_intent_id,
+                )
+            )
+            make_payout(s)
+        s.commit()
+
+    with app.app_context():
+        seed(db.session(), volume=100)
+        add_rows(db.session(), 3, "a")
+    auth.as_role("admin")
+    pages = ["/invoices/failed", "/payouts/ready", "/reconciliation", "/approvals"]
+    with count_queries(app) as few:
+        for path in pages:
+            assert client.get(path).status_code == 200
+    with app.app_context():
+        add_rows(db.session(), 60, "b")
+    with count_queries(app) as many:
+        for path in pages:
+            assert client.get(path).status_code == 200
+    assert len(many) <= len(few) + 2, (len(few), len(many))

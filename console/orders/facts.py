@@ -25,6 +25,10 @@ CAPTURED = [PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentSt
 @dataclass
 class OrderFacts:
     order_ids: set[int] = field(default_factory=set)
+    # Strong references for the request: the session's identity map holds objects
+    # weakly, and a precondition that looks an order up by id (`Session.get`) after
+    # the page's own list of orders is gone must find it there, not query again.
+    orders: dict[int, Order] = field(default_factory=dict)
     payments: dict[int, Payment] = field(default_factory=dict)
     reservations: dict[int, list[InventoryReservation]] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
@@ -34,7 +38,7 @@ def prefetch(s: Session, orders: Sequence[Order]) -> None:
     """Load the facts for every order on the page in three queries."""
     if not orders or not has_request_context():
         return
-    facts = OrderFacts(order_ids={o.id for o in orders})
+    facts = OrderFacts(order_ids={o.id for o in orders}, orders={o.id: o for o in orders})
     by_intent = {o.payment_intent_id: o.id for o in orders if o.payment_intent_id}
     for payment in s.scalars(
         select(Payment)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from console import db
 from console.audit.queries import history_for
+from console.orders.facts import prefetch
 from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
 from console.reconciliation.actions import load_reconciler
@@ -68,13 +69,13 @@ def _findings(s: Session, args: dict[str, str]) -> dict[str, Any]:
         default_sort="seen",
     )
     page.rows.sort(key=lambda f: SEVERITY_ORDER[f.severity.value])
+    # The findings' orders as entities, with what the order actions' preconditions
+    # read (a finding's Refund button asks the order's refund precondition): loaded
+    # once per page, not per row (57 statements a page before, bench/pages.py).
     order_ids = {f.order_id for f in page.rows if f.order_id}
-    orders: dict[int, str] = {}
-    if order_ids:
-        for order_id, external_id in s.execute(
-            select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
-        ):
-            orders[order_id] = external_id
+    loaded = s.scalars(select(Order).where(Order.id.in_(order_ids))).all() if order_ids else []
+    prefetch(s, loaded)
+    orders: dict[int, str] = {o.id: o.external_id for o in loaded}
     return {
         "page": page,
         "args": args,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, has_app_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -65,7 +65,10 @@ class QueueCollector(Collector):
         from console.ops.jobs import job_health
         from console.queues import queue_counts
 
-        with self.app.app_context():
+        # The app serving this scrape: the registry is per process, and a process that
+        # made a second app (the test suite does) must not count through the first.
+        app: Flask = current_app._get_current_object() if has_app_context() else self.app  # type: ignore[attr-defined]
+        with app.app_context():
             s = db.session()
             now = utcnow()
             counts = queue_counts(s, now)

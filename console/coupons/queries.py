@@ -71,13 +71,20 @@ def attention_statement(now: datetime, code: str = "") -> Select[Any]:
     return stmt
 
 
+def leaks_count_statement(now: datetime) -> Select[Any]:
+    return select(func.count(CouponReservation.id)).where(leak_condition(now))
+
+
+def mismatches_count_statement() -> Select[Any]:
+    return select(func.count()).select_from(count_mismatch_ids().subquery())
+
+
 def count_leaks(s: Session, now: datetime) -> int:
-    return int(s.scalar(select(func.count(CouponReservation.id)).where(leak_condition(now))) or 0)
+    return int(s.scalar(leaks_count_statement(now)) or 0)
 
 
 def count_mismatches(s: Session) -> int:
-    sub = count_mismatch_ids().subquery()
-    return int(s.scalar(select(func.count()).select_from(sub)) or 0)
+    return int(s.scalar(mismatches_count_statement()) or 0)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,12 @@ def drift_statement(sku: str = "", min_drift: int | None = None) -> Select[Any]:
     return stmt
 
 
+def drift_count_statement() -> Select[Any]:
+    return select(func.count(InventoryItem.id)).where(drift_condition())
+
+
 def count_drift(s: Session) -> int:
-    return int(s.scalar(select(func.count(InventoryItem.id)).where(drift_condition())) or 0)
+    return int(s.scalar(drift_count_statement()) or 0)
 
 
 @dataclass

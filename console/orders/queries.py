@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, case, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.orders.models import Order, OrderStatus, stuck_sql
@@ -112,9 +113,16 @@ def count_stuck(s: Session, now: datetime) -> int:
     orders not yet past the grace window with neither of those, a range of
     `ix_orders_stuck_unprocessed` (paid_at) a few minutes wide.
     """
-    union = s.scalar(select(func.count()).select_from(Order).where(index_predicate())) or 0
-    in_grace = s.scalar(select(func.count()).select_from(Order).where(_in_grace_only(now))) or 0
-    return int(union) - int(in_grace)
+    union, in_grace = stuck_count_statements(now)
+    return int(s.scalar(union) or 0) - int(s.scalar(in_grace) or 0)
+
+
+def stuck_count_statements(now: datetime) -> tuple[Select[Any], Select[Any]]:
+    """The two counts `count_stuck` subtracts (the dashboard runs them in its one statement)."""
+    return (
+        select(func.count()).select_from(Order).where(index_predicate()),
+        select(func.count()).select_from(Order).where(_in_grace_only(now)),
+    )
 
 
 def pending_events_by_intent(s: Session, intent_ids: list[str]) -> dict[str, WebhookEvent]:

@@ -53,6 +53,18 @@ class SellerPayout(Base):
             ),
         ),
         Index("ix_seller_payouts_status_id", "status", "id"),
+        # The dashboard's "ready to release" count as an index-only scan: the
+        # release candidates with what the rest of `ready_condition` reads
+        # (migration 0010; a heap visit per candidate before, 3 ms at 100k payouts).
+        Index(
+            "ix_seller_payouts_ready_count",
+            "seller_id",
+            "id",
+            postgresql_include=["protected", "protection_ends_at", "delivery_confirmed_at"],
+            postgresql_where=text(
+                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
+            ),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -40,9 +40,14 @@ def ago(ts: datetime | None) -> str:
 def timestamp(ts: datetime | None) -> Markup | str:
     if ts is None:
         return "—"
-    iso = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = ts.strftime("%Y-%m-%d %H:%M UTC")
-    return Markup('<time datetime="{}">{}</time>').format(iso, text)
+    # Digits, dashes and colons only: nothing to escape (Markup.format, which escapes
+    # every argument, was a tenth of a list page's rendering time, issue 15).
+    ts = ts.astimezone(UTC)
+    date = f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}"
+    hm = f"{ts.hour:02d}:{ts.minute:02d}"
+    return Markup(  # noqa: S704
+        f'<time datetime="{date}T{hm}:{ts.second:02d}Z">{date} {hm} UTC</time>'
+    )
 
 
 def can(permission: str) -> bool:

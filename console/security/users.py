@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app, request
@@ -15,6 +16,11 @@ from sqlalchemy.orm import Session, joinedload
 from console.db import utcnow
 from console.security.models import LoginSession, User
 from console.security.permissions import Permission, permissions_for
+
+
+@cache
+def _permissions_of(roles: tuple[str, ...]) -> frozenset[Permission]:
+    return permissions_for(roles)
 
 
 def hash_token(token: str) -> str:
@@ -46,7 +52,8 @@ class CurrentUser:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        return permissions_for(self.roles)
+        # Asked per button per row on a list page: the union is computed once per set of roles.
+        return _permissions_of(tuple(self.roles))
 
     def can(self, permission: Permission | str) -> bool:
         return Permission(permission) in self.permissions

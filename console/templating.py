@@ -72,6 +72,7 @@ def available_actions(target_type: str, target: Any) -> list[Action[Any]]:
 
 
 _TARGET = "__console_target__"
+_PATH_SAFE = "!$&'()*+,/:;=@"  # werkzeug's default converter (BaseConverter.to_url)
 
 
 def action_href(action: Action[Any], target_id: Any, next_url: str | None = None) -> str:
@@ -91,7 +92,7 @@ def action_href(action: Action[Any], target_id: Any, next_url: str | None = None
     if pattern is None:
         pattern = url_for("actions.act", name=action.name, target_id=_TARGET, next=next_url)
         cache[key] = pattern
-    return pattern.replace(_TARGET, quote(str(target_id), safe="!$&'()*+,/:;=@"), 1)
+    return pattern.replace(_TARGET, quote(str(target_id), _PATH_SAFE), 1)
 
 
 def action_buttons(target_type: str, target: Any, target_id: Any) -> Markup:
@@ -121,12 +122,11 @@ def action_buttons(target_type: str, target: Any, target_id: Any) -> Markup:
             for a in acts
         )
         html = cache[key] = f'<div class="actions">{links}</div>'
-    quoted = quote(str(target_id), safe="!$&'()*+,/:;=@")
+    quoted = quote(str(target_id), _PATH_SAFE)
     # Every piece is escaped above (labels, hrefs) or here (the id): safe to mark.
     return Markup(html.replace(_TARGET, str(escape(quoted))))  # noqa: S704
 
 
-_PATH_SAFE = "!$&'()*+,/:;=@"  # werkzeug's default converter (BaseConverter.to_url)
 _NO_PATTERN = ""
 
 

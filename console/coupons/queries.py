@@ -79,14 +79,6 @@ def mismatches_count_statement() -> Select[Any]:
     return select(func.count()).select_from(count_mismatch_ids().subquery())
 
 
-def count_leaks(s: Session, now: datetime) -> int:
-    return int(s.scalar(leaks_count_statement(now)) or 0)
-
-
-def count_mismatches(s: Session) -> int:
-    return int(s.scalar(mismatches_count_statement()) or 0)
-
-
 @dataclass(frozen=True)
 class CouponFacts:
     held: int = 0

@@ -46,10 +46,6 @@ def drift_count_statement() -> Select[Any]:
     return select(func.count(InventoryItem.id)).where(drift_condition())
 
 
-def count_drift(s: Session) -> int:
-    return int(s.scalar(drift_count_statement()) or 0)
-
-
 @dataclass
 class Pending:
     units: int = 0

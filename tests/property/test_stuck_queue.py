@@ -25,6 +25,7 @@ from console.orders.models import Order, OrderStatus
 from console.orders.queries import REASONS, WEBHOOK_GRACE, count_stuck, stuck_condition
 from console.pagination import SortOption, keyset_page
 from console.payments.models import Payment, PaymentStatus
+from console.queues import queue_counts
 from tests.property.conftest import SCALE
 
 NOW_OFFSETS = [timedelta(minutes=m) for m in (-600, -30, -11, -9, -1, 0)] + [None]
@@ -144,6 +145,8 @@ def test_stuck_counts_and_pages_match_the_plain_query(app, specs):
 
         expected = s.scalar(select(func.count()).select_from(Order).where(plain_any))
         assert count_stuck(s, now) == expected
+        # The dashboard's one statement (generic plan, `now` a parameter) agrees.
+        assert queue_counts(s, now).stuck_orders == expected
         for reason in REASONS:
             want = set(s.scalars(select(Order.id).where(plain[reason])))
             got = set(s.scalars(select(Order.id).where(stuck_condition(now, reason))))

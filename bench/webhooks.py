@@ -287,14 +287,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def spy_on(master: subprocess.Popen[bytes], logdir: Path, n: int) -> list[subprocess.Popen[bytes]]:
     """py-spy on each worker of a gunicorn master, until SIGINT (raw stacks, for flame graphs)."""
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
     return [
         subprocess.Popen(
             [
                 str(VENV / "py-spy"),
                 "record",
                 "-p",
-                pid,
+                str(pid),
                 "-f",
                 "raw",
                 "-r",
@@ -306,7 +305,7 @@ def spy_on(master: subprocess.Popen[bytes], logdir: Path, n: int) -> list[subpro
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for pid in children
+        for pid in _children(master.pid)
     ]
 
 

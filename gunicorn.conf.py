@@ -75,3 +75,15 @@ def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def post_worker_init(worker: object) -> None:
+    # The app is loaded: keep the collector's full passes off the request path
+    # (console/ops/gcpause.py says why).
+    from flask import Flask
+
+    from console.ops.gcpause import freeze_when_warm
+
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):  # not gunicorn's error app when loading failed
+        freeze_when_warm(app)

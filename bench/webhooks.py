@@ -507,10 +507,11 @@ def main() -> None:
                 groups = process_groups(master)
                 cpu_before = {k: cpu_by_pid(v) for k, v in groups.items()}
                 r = asyncio.run(_load(ports[side], batch, args.concurrency, side))
-                groups["gunicorn"] = [master.pid, *_children(master.pid)]  # recycled workers
+                # Listed again: workers recycled and PostgreSQL backends connected during
+                # the round count from zero (a process that exited within it is missed).
                 r.cpu_ms = {
                     k: cpu_spent(cpu_before[k], cpu_by_pid(v)) * 1000 / max(1, r.sent)
-                    for k, v in groups.items()
+                    for k, v in process_groups(master).items()
                 }
                 for spy in spies:
                     spy.send_signal(signal.SIGINT)

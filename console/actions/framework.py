@@ -297,6 +297,29 @@ def _changed_records(action: Action[Any], target: Any) -> dict[tuple[str, str], 
     return found
 
 
+def _event_records(
+    action: Action[Any],
+    target: Any,
+    before: dict[tuple[str, str], dict[str, Any]],
+    after: dict[tuple[str, str], dict[str, Any]],
+) -> list[Any]:
+    """The records an action's event is about, less other records it left as they were.
+
+    An action whose effect depends on what it finds (a webhook replay confirms an
+    order, or only records a failed payment) tells the shop of the records it changed,
+    not of every record it looked at.
+    """
+    records = action.event_records(target) if action.event_records else [target]
+    unchanged = {key for key, snapshot in after.items() if before.get(key) == snapshot}
+    out = []
+    for rec in records:
+        kind = RECORD_KINDS.get(type(rec))
+        if rec is not target and kind and (kind.target_type, kind.key(rec)) in unchanged:
+            continue
+        out.append(rec)
+    return out
+
+
 def _records_detail(
     before: dict[tuple[str, str], dict[str, Any]], after: dict[tuple[str, str], dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -497,7 +520,8 @@ def run_action(
         s.flush()
         after = action.snapshot(target)
         details = dict(outcome.details)
-        records = _records_detail(others_before, _changed_records(action, target))
+        others_after = _changed_records(action, target)
+        records = _records_detail(others_before, others_after)
         if records:
             details["records"] = records
         entry = record(
@@ -521,7 +545,7 @@ def run_action(
             emit_for_action(
                 s,
                 action.event,
-                action.event_records(target) if action.event_records else [target],
+                _event_records(action, target, others_before, others_after),
                 actor=user.actor(),
                 reason=reason,
                 audit_seq=entry.seq,

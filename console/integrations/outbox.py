@@ -42,6 +42,7 @@ EVENT_TYPES: dict[str, str] = {
     "order.completed": "order",
     "order.created": "order",
     "order.payment_attached": "order",
+    "order.stripe_event_replayed": "order",
     "invoice.transmitted": "invoice",
     "invoice.voided": "invoice",
     "payout.held": "payout",

@@ -10,6 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from console.actions.framework import (
+    RECORD_KINDS,
     Action,
     ActionContext,
     ActionError,
@@ -197,6 +198,11 @@ def _touched(e: WebhookEvent) -> list[Any]:
     return records_touched(s, body) if s is not None and isinstance(body, dict) else []
 
 
+def _kind(rec: Any) -> str | None:
+    kind = RECORD_KINDS.get(type(rec))
+    return kind.target_type if kind else None
+
+
 replay_event = declare(
     Action[WebhookEvent](
         name="webhooks:event:replay",
@@ -211,5 +217,9 @@ replay_event = declare(
         return_url=event_url,
         preview=replay_preview,
         changes=_touched,
+        # The shop hears of each order the replay changed (confirmed, refunded), with the
+        # order's new state; an order the event left as it was gets no event.
+        event=lambda rec: "order.stripe_event_replayed" if _kind(rec) == "order" else None,
+        event_records=_touched,
     )
 )

@@ -111,6 +111,56 @@ def test_no_event_survives_a_rolled_back_action(app, auth, client, endpoint, pen
         assert s.get(Order, pending_order.id).status == OrderStatus.PENDING
 
 
+def _cancel_one(ctx, order: Order) -> Outcome:
+    order.status = OrderStatus.CANCELLED
+    return Outcome("cancelled")
+
+
+@pytest.fixture
+def cancel_with_sibling(app) -> Iterator[tuple[Action[Order], Order]]:
+    with app.app_context():
+        s = db.session()
+        sibling = make_order(s, status=OrderStatus.PENDING, paid_at=None, payment_intent_id=None)
+        s.commit()
+    sibling_id = sibling.external_id
+
+    def both(order: Order) -> list[Order]:
+        s = db.session()
+        return [order, s.scalar(select(Order).where(Order.external_id == sibling_id))]
+
+    action = declare(
+        Action[Order](
+            name="tests:order:cancel_one_of_two",
+            label="Cancel one of two",
+            permission=Permission.ORDERS_NOTE_ADD,
+            target_type="order",
+            load=load_order,
+            precondition=lambda o: None,
+            describe=lambda o: [],
+            effect=_cancel_one,
+            snapshot=order_snapshot,
+            return_url=order_url,
+            event="order.cancelled",
+            event_records=both,
+        )
+    )  # fmt: skip
+    yield action, sibling
+    REGISTRY.pop(action.name, None)
+
+
+def test_records_the_action_left_unchanged_get_no_event(
+    app, auth, client, endpoint, pending_order, cancel_with_sibling
+):
+    _action, sibling = cancel_with_sibling
+    auth.as_role("support")
+    resp = submit(client, "tests:order:cancel_one_of_two", pending_order.external_id)
+    assert resp.status_code == 303
+    assert [(e.type, e.record_id) for e in events(app)] == [
+        ("order.cancelled", pending_order.external_id)
+    ]
+    assert events(app, sibling.external_id) == []
+
+
 def test_each_record_numbers_its_events(app, auth, client, endpoint):
     with app.app_context():
         s = db.session()

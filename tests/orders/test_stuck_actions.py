@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from console import db
 from console.audit.models import AuditEntry
+from console.integrations.models import OutboxEvent
 from console.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
 from console.orders.models import Order, OrderStatus
 from console.payments.models import (
@@ -382,9 +383,18 @@ def test_replay_dry_run_then_replay(app, auth, client, stuck_paid, failed_event)
     assert "4200" not in page and f"order id: — -&gt; {stuck_paid.id}" not in page
     assert reload(app, stuck_paid.external_id).status == OrderStatus.PAID  # preview changed nothing
     stale_form = confirm_form(client, "webhooks:event:replay", failed_event)
+    with app.app_context():
+        assert db.session().scalars(select(OutboxEvent)).all() == []  # nor did the preview
     resp = submit(client, "webhooks:event:replay", failed_event)
     assert resp.status_code == 303
     assert reload(app, stuck_paid.external_id).status == OrderStatus.CONFIRMED
+    # The shop hears of the order the replay confirmed, after the replay's audit entry.
+    with app.app_context():
+        s = db.session()
+        [event] = s.scalars(select(OutboxEvent)).all()
+        entry = audit(app, "webhooks:event:replay")[-1]
+    assert (event.type, event.record_id) == ("order.stripe_event_replayed", stuck_paid.external_id)
+    assert event.data["record"]["status"] == "confirmed" and event.audit_seq == entry.seq
     with app.app_context():
         stored = db.session().scalar(
             select(WebhookEvent).where(WebhookEvent.event_id == failed_event)

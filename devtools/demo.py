@@ -61,6 +61,33 @@ def pick_port(preferred: int) -> int:
     raise SystemExit(f"no free port near {preferred}")
 
 
+def wait_until_serving(proc: subprocess.Popen[Any], base_url: str, seconds: float = 60) -> None:
+    """Return once the console answers /healthz with 200 (its workers are up and migrated).
+
+    A bound port is not enough: gunicorn's master binds before its workers load the
+    app, and a previous demo still shutting down can answer on it for a moment.
+    """
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the console exited with status {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise SystemExit(f"the console did not answer {base_url}/healthz in {seconds:.0f} s ({last})")
+
+
 def persistent_secret(name: str) -> str:
     path = INSTANCE / name
     if not path.exists():
@@ -274,7 +301,7 @@ def main() -> int:
 
         demo.spawn("the job worker", [*flask, "jobs", "worker", "--concurrency", "4"], env)
         say("job worker started (flask --app wsgi jobs worker)")
-        demo.spawn(
+        console = demo.spawn(
             "the console (gunicorn)",
             [
                 str(VENV_BIN / "gunicorn"),
@@ -288,10 +315,7 @@ def main() -> int:
             ],
             env,
         )
-        for _ in range(150):
-            if not port_free(console_port):
-                break
-            time.sleep(0.1)
+        wait_until_serving(console, base_url)
         shop = start_reference_shop(env, base_url, console_port, reset=args.reset)
         if shop is not None:
             demo.on_stop("reference shop", shop.stop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Text
+from sqlalchemy import BigInteger, Index, String, Text, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base
@@ -27,8 +27,13 @@ class AuditEntry(Base):
         Index("ix_audit_entries_target_seq", "target_type", "target_id", "seq"),
         Index("ix_audit_entries_outcome_seq", "outcome", "seq"),
         Index("ix_audit_entries_ts", "ts"),
-        # Migration 0009 adds a GIN index on ((details -> 'extra') -> 'records')
-        # jsonb_path_ops: the other records an action changed (history_for).
+        # The other records an action changed (history_for), migration 0009.
+        Index(
+            "ix_audit_entries_records",
+            literal_column("((details -> 'extra') -> 'records')").label("records"),
+            postgresql_using="gin",
+            postgresql_ops={"records": "jsonb_path_ops"},
+        ),
         # A time window's first and last seq (the list is in seq order, ts nearly so).
         Index("ix_audit_entries_ts_seq", "ts", "seq"),
     )

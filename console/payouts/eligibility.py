@@ -13,7 +13,10 @@ def ready_condition(now: datetime) -> ColumnElement[bool]:
     """SQL form of `ineligibility_reasons(...) == []` (needs a join to Seller)."""
     return and_(
         SellerPayout.status.in_([PayoutStatus.HELD, PayoutStatus.ELIGIBLE]),
-        SellerPayout.admin_hold.is_(False),
+        # `NOT admin_hold` (the column is NOT NULL), as the partial indexes say it:
+        # PostgreSQL does not prove `admin_hold IS false` implies `NOT admin_hold`, and
+        # without that the count and the page cannot use ix_seller_payouts_ready*.
+        ~SellerPayout.admin_hold,
         SellerPayout.dispute_status != DisputeStatus.OPEN,
         Seller.transfers_enabled.is_(True),
         or_(

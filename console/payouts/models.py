@@ -52,6 +52,16 @@ class SellerPayout(Base):
                 "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
             ),
         ),
+        # The ready page's default order (oldest first): it walks the candidates in
+        # page order and stops at a page, instead of sorting the whole queue (0011).
+        Index(
+            "ix_seller_payouts_ready_created",
+            "created_at",
+            "id",
+            postgresql_where=text(
+                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
+            ),
+        ),
         Index("ix_seller_payouts_status_id", "status", "id"),
         # The dashboard's "ready to release" count as an index-only scan: the
         # release candidates with what the rest of `ready_condition` reads

@@ -39,6 +39,11 @@ class DisputeStatus(enum.StrEnum):
     LOST = "lost"
 
 
+# The release candidates, as the partial indexes state them (and `ready_condition`
+# must, for PostgreSQL to prove it implies them).
+RELEASE_CANDIDATE = "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
+
+
 class SellerPayout(Base):
     """Seller funds held until the protection window ends and delivery is confirmed."""
 
@@ -48,9 +53,7 @@ class SellerPayout(Base):
             "ix_seller_payouts_ready",
             "protection_ends_at",
             "id",
-            postgresql_where=text(
-                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
-            ),
+            postgresql_where=text(RELEASE_CANDIDATE),
         ),
         # The ready page's default order (oldest first): it walks the candidates in
         # page order and stops at a page, instead of sorting the whole queue (0011).
@@ -58,9 +61,7 @@ class SellerPayout(Base):
             "ix_seller_payouts_ready_created",
             "created_at",
             "id",
-            postgresql_where=text(
-                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
-            ),
+            postgresql_where=text(RELEASE_CANDIDATE),
         ),
         Index("ix_seller_payouts_status_id", "status", "id"),
         # The dashboard's "ready to release" count as an index-only scan: the
@@ -71,9 +72,7 @@ class SellerPayout(Base):
             "seller_id",
             "id",
             postgresql_include=["protected", "protection_ends_at", "delivery_confirmed_at"],
-            postgresql_where=text(
-                "status IN ('held', 'eligible') AND NOT admin_hold AND dispute_status <> 'open'"
-            ),
+            postgresql_where=text(RELEASE_CANDIDATE),
         ),
     )
 

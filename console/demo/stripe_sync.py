@@ -119,7 +119,14 @@ def stripe_sync(s: Session, gw: StripeGateway) -> dict[str, int]:
             currency=payout.currency,
             destination=payout.destination_account,
             transfer_group=f"order-{payout.order_id}",
-            idempotency_key=f"demo-transfer-{payout.external_id}",
+            # Keyed by what is sent, not only by the payout: a sync run twice sends the
+            # same transfer once, and a new seed (other amounts for the same payout ids,
+            # against the same Stripe account) gets its own instead of Stripe refusing
+            # a key reused with other parameters.
+            idempotency_key=(
+                f"demo-transfer-{payout.external_id}-{payout.amount}-{payout.currency}-"
+                f"{payout.destination_account}-{payout.order_id}"
+            ),
             metadata={"payout_id": payout.external_id, "order_id": str(payout.order_id)},
         )
         for finding in s.scalars(

@@ -53,6 +53,7 @@ class _State:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _arrived_in: list[dict[str, Any]]  # the request log when this request arrived
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet; the request log is at /_control/requests
@@ -87,6 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _log(self, status: int, path: str, query: dict[str, str], key: str | None) -> None:
         with self.state.lock:
+            if self.state.requests is not self._arrived_in:
+                # Reset while this request waited (a `delay` fault outliving the client's
+                # timeout): it belongs to the log of the test that sent it, now gone.
+                return
             self.state.requests.append(
                 {
                     "method": self.command,
@@ -132,6 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(url.path, body)
             return
         key = self.headers.get("Idempotency-Key")
+        self._arrived_in = self.state.requests
         fault = self._take_fault(url.path, query)
         if fault is not None and fault.get("drop"):
             self._log(0, url.path, query, key)
@@ -258,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_control/requests":
             with state.lock:
                 if self.command == "DELETE":
-                    state.requests.clear()
+                    state.requests = []  # a new list: requests still waiting log to the old one
                 log = list(state.requests)
             self._send(200, log)
         elif path == "/_control/orders":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from console.config import ConfigError, load_settings
@@ -62,3 +64,15 @@ def test_the_same_key_with_other_contents_is_a_conflict(supplier):
         gw.forward_order("S", {"reference": "ORD-1", "lines": [1]}, idempotency_key="k-2")
     assert caught.value.kind == "conflict" and not caught.value.retryable
     assert len(supplier.orders()) == 1
+
+
+def test_a_request_outliving_a_reset_stays_out_of_the_next_log(supplier):
+    # A `delay` fault keeps the double's handler asleep after the client gave up; what
+    # it logs when it wakes belongs to the test that sent it, not to the next one.
+    gw = HttpSupplierGateway(supplier.url, timeout=0.3)
+    supplier.add_fault(path_prefix="/v1/orders", delay=1.0)
+    with pytest.raises(SupplierError):
+        gw.forward_order("S", {"reference": "ORD-1", "lines": []}, idempotency_key="k-late")
+    supplier.reset()
+    time.sleep(1.2)
+    assert [r for r in supplier.requests_log() if r["idempotency_key"] == "k-late"] == []

@@ -325,6 +325,7 @@ async def control_middleware(request: web.Request, handler: Any) -> web.StreamRe
         route_handler = request.match_info.handler
         response: web.StreamResponse = await route_handler(request)
         return response
+    request[_ARRIVED_IN] = STATE.requests
     now = time.monotonic()
     if STATE.rate_limit:
         while STATE.recent and now - STATE.recent[0] > 1.0:
@@ -494,7 +495,15 @@ def _rate_limited() -> web.Response:
     )
 
 
+# The request log current when a request arrived: the one it belongs to.
+_ARRIVED_IN = web.RequestKey("console_arrived_in", list)
+
+
 def _log(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    if request.get(_ARRIVED_IN, STATE.requests) is not STATE.requests:
+        # Cleared or reset while this request waited (a delay outliving the client's
+        # timeout): it belongs to the log of the test that sent it, now gone.
+        return resp
     STATE.requests.append(
         {
             "method": request.method,
@@ -529,7 +538,7 @@ async def control_rate_limit(request: web.Request) -> web.Response:
 
 async def control_requests(request: web.Request) -> web.Response:
     if request.method == "DELETE":
-        STATE.requests.clear()
+        STATE.requests = []  # a new list: requests still waiting log to the old one
     return web.json_response(STATE.requests)
 
 

@@ -504,8 +504,7 @@ def main() -> None:
                 }[side]
                 master = procs[list(ports).index(side)]
                 spies = spy_on(procs[0], logdir, n) if side == "console" and args.py_spy else []
-                groups = process_groups(master)
-                cpu_before = {k: cpu_by_pid(v) for k, v in groups.items()}
+                cpu_before = {k: cpu_by_pid(v) for k, v in process_groups(master).items()}
                 r = asyncio.run(_load(ports[side], batch, args.concurrency, side))
                 # Listed again: workers recycled and PostgreSQL backends connected during
                 # the round count from zero (a process that exited within it is missed).

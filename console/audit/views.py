@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 from flask_login import current_user, login_required
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import aliased
 
 from console import db
@@ -48,12 +48,22 @@ FILTERS = ("actor", "action", "target_type", "target_id", "outcome", "since", "u
 
 def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[str]]:
     """Apply the URL's filters; return the statement, the filters used, and errors."""
+    stmt, any_of, used, errors = filter_parts(args)
+    return (stmt.where(or_(*any_of)) if any_of else stmt), used, errors
+
+
+def filter_parts(
+    args: dict[str, str],
+) -> tuple[Select[Any], list[ColumnElement[bool]], dict[str, str], list[str]]:
+    """Apply the URL's filters: the statement, the conditions of which a row must meet
+    one (the actor's email or sub, for keyset_page's `any_of`), the filters used, errors."""
     stmt = select(AuditEntry)
+    any_of: list[ColumnElement[bool]] = []
     used: dict[str, str] = {}
     errors: list[str] = []
     actor = args.get("actor", "").strip()
     if actor:
-        stmt = stmt.where((AuditEntry.actor_email == actor) | (AuditEntry.actor_sub == actor))
+        any_of = [AuditEntry.actor_email == actor, AuditEntry.actor_sub == actor]
         used["actor"] = actor
     action = args.get("action", "").strip()
     if action:
@@ -87,7 +97,7 @@ def filtered(args: dict[str, str]) -> tuple[Select[Any], dict[str, str], list[st
         used[key] = raw
     if window:
         stmt = stmt.where(*_in_window(AuditEntry, window), *seq_bounds(window))
-    return stmt, used, errors
+    return stmt, any_of, used, errors
 
 
 def _in_window(entity: Any, window: list[tuple[str, Any]]) -> list[Any]:
@@ -107,8 +117,16 @@ def seq_bounds(window: list[tuple[str, Any]]) -> list[Any]:
     cond = _in_window(inner, window)
     # `seq + 0`: min(seq) alone is planned as "the first seq in pk order inside the
     # window", a walk of the pk from one end; of an expression it is the index-only range.
-    lo = select(func.min(inner.seq + 0)).where(*cond).scalar_subquery()
-    hi = select(func.max(inner.seq + 0)).where(*cond).scalar_subquery()
+    # Both bounds from one walk of that range (a materialized CTE, read by two InitPlans):
+    # two subqueries walked it twice, 2 x 10 ms for a month of a million-entry log.
+    bounds = (
+        select(func.min(inner.seq + 0).label("lo"), func.max(inner.seq + 0).label("hi"))
+        .where(*cond)
+        .cte("audit_window")
+        .prefix_with("MATERIALIZED")
+    )
+    lo = select(bounds.c.lo).scalar_subquery()
+    hi = select(bounds.c.hi).scalar_subquery()
     return [AuditEntry.seq >= lo, AuditEntry.seq <= hi]
 
 
@@ -128,10 +146,11 @@ def audit_problems(e: AuditEntry) -> list[str]:
 def index() -> Any:
     """The audit log, newest first, filtered by the URL; every view is itself an entry."""
     args = request.args.to_dict()
-    stmt, used, errors = filtered(args)
+    stmt, any_of, used, errors = filter_parts(args)
     page = keyset_page(
         db.session(),
         stmt,
+        any_of=any_of,
         id_column=AuditEntry.seq,
         sort_options=[SortOption("seq", "Sequence", AuditEntry.seq)],
         args=args,

@@ -43,6 +43,7 @@ EVENT_TYPES: dict[str, str] = {
     "order.created": "order",
     "order.payment_attached": "order",
     "order.stripe_event_replayed": "order",
+    "order.stripe_event_applied": "order",
     "invoice.transmitted": "invoice",
     "invoice.voided": "invoice",
     "payout.held": "payout",

@@ -19,7 +19,14 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
     from console import db
     from console.audit.service import record
     from console.payments.actions import describe_pending_changes, load_event
-    from console.payments.webhooks import ProcessResult, apply_event, is_retryable, mark_failed
+    from console.payments.webhooks import (
+        ProcessResult,
+        apply_event,
+        apply_event_changes,
+        is_retryable,
+        mark_failed,
+        tell_the_shop,
+    )
 
     s = db.session()
     event = load_event(s, event_id, True)
@@ -45,7 +52,7 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
         return
     before = {"status": event.status.value, "attempts": event.attempts}
     try:
-        status = apply_event(s, event)
+        status, changed = apply_event_changes(s, event)
     except Exception as exc:
         s.rollback()
         result: ProcessResult = mark_failed(s, event_id, str(exc), retryable=is_retryable(exc))
@@ -61,7 +68,7 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
         )
         s.commit()
         raise CommandError(f"replay failed: {result.error}") from exc
-    record(
+    entry = record(
         s,
         action="webhooks:event:replay",
         outcome="success",
@@ -71,6 +78,15 @@ def replay_cmd(event_id: str, dry_run: bool) -> None:
         reason="replayed from the command line",
         before=before,
         after={"status": status.value, "attempts": event.attempts},
+    )
+    # As the Replay button does: the shop hears of each order the replay changed.
+    tell_the_shop(
+        s,
+        event,
+        changed,
+        event_type="order.stripe_event_replayed",
+        actor=cli_actor(),
+        audit_seq=entry.seq,
     )
     s.commit()
     echo(f"{event_id}: {status.value}")

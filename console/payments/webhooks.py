@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -452,6 +453,57 @@ def apply_event(s: Session, event_row: WebhookEvent, *, flush: bool = True) -> W
     return event_row.status
 
 
+def apply_event_changes(s: Session, event_row: WebhookEvent) -> tuple[WebhookStatus, list[Any]]:
+    """`apply_event`, and the records it changed of those the event is about (the shop's
+    orders it confirmed or refunded): the caller tells the shop of them (the outbox).
+
+    The records are found and snapshotted before the handler runs, then expired: the
+    handler's own `FOR UPDATE` reloads them under its lock, so the snapshot never
+    stands in for the locked state. A record changed meanwhile by someone else counts
+    as changed: at worst the shop hears of its current state once more.
+    """
+    from console.actions.framework import RECORD_KINDS
+    from console.payments.handlers import records_touched
+
+    try:
+        body = json.loads(event_row.raw_body)
+    except ValueError:
+        body = None
+    found = records_touched(s, body) if isinstance(body, dict) else []
+    before: list[tuple[Any, dict[str, Any]]] = []
+    for rec in found:
+        kind = RECORD_KINDS.get(type(rec))
+        if kind is not None:
+            before.append((rec, kind.snapshot(rec)))
+            s.expire(rec)
+    status = apply_event(s, event_row)
+    changed = [rec for rec, snap in before if RECORD_KINDS[type(rec)].snapshot(rec) != snap]
+    return status, changed
+
+
+STRIPE_ACTOR: dict[str, Any] = {"sub": "system:stripe-webhooks", "email": None, "roles": []}
+"""Who changed an order when the job engine applied a Stripe event (the shop's events say)."""
+
+
+def tell_the_shop(
+    s: Session,
+    event_row: WebhookEvent,
+    records: list[Any],
+    *,
+    event_type: str,
+    actor: Mapping[str, Any],
+    audit_seq: int | None,
+) -> None:
+    """An outbox event per order a Stripe event changed, with the order's new state."""
+    from console.actions.framework import RECORD_KINDS
+    from console.integrations.outbox import emit
+
+    reason = f"Stripe {event_row.type} {event_row.event_id}"
+    for rec in records:
+        if RECORD_KINDS[type(rec)].target_type == "order":
+            emit(s, event_type, rec, actor=actor, reason=reason, audit_seq=audit_seq)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether Stripe redelivering (or a person retrying) can help.
 
@@ -516,7 +568,17 @@ def process_pending(s: Session, own: int | None = None, *, batch: int = BATCH) -
     for row in rows:
         try:
             with s.begin_nested():
-                status = apply_event(s, row)
+                status, changed = apply_event_changes(s, row)
+                # The shop hears of what Stripe changed, in the same savepoint: an
+                # event applied is an event told, exactly once.
+                tell_the_shop(
+                    s,
+                    row,
+                    changed,
+                    event_type="order.stripe_event_applied",
+                    actor=STRIPE_ACTOR,
+                    audit_seq=None,
+                )
         except (GatewayError, OperationalError, DBAPIError, Unprocessable) as exc:
             _note_failure(s, row, str(exc), retryable=is_retryable(exc))
             counts["failed"] += 1

@@ -419,7 +419,14 @@ def test_replay_cli_dry_run_and_run(app, stuck_paid, failed_event):
     real = runner.invoke(args=["webhooks", "replay", failed_event])
     assert real.exit_code == 0 and "processed" in real.output
     assert reload(app, stuck_paid.external_id).status == OrderStatus.CONFIRMED
-    assert audit(app, "webhooks:event:replay")[-1].actor_sub.startswith("cli:")
+    entry = audit(app, "webhooks:event:replay")[-1]
+    assert entry.actor_sub.startswith("cli:")
+    # As from the Replay button: the shop hears of the order, after the entry.
+    with app.app_context():
+        [event] = db.session().scalars(select(OutboxEvent)).all()
+    assert (event.type, event.record_id) == ("order.stripe_event_replayed", stuck_paid.external_id)
+    assert event.data["record"]["status"] == "confirmed" and event.audit_seq == entry.seq
+    assert event.actor["sub"] == entry.actor_sub
     refused = runner.invoke(args=["webhooks", "replay", failed_event])
     assert refused.exit_code != 0 and "already processed" in refused.output
 

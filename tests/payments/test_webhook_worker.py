@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from console import db
+from console.integrations.models import OutboxEvent
 from console.orders.models import Order, OrderStatus
 from console.payments.models import WebhookEvent, WebhookStatus
 from tests import stripe_events as se
@@ -67,6 +68,11 @@ def test_two_workers_apply_thirty_events_once_each(committed_app, start_worker):
         assert {e.attempts for e in s.scalars(select(WebhookEvent))} == {1}
         statuses = {o.status for o in s.scalars(select(Order))}
         assert statuses == {OrderStatus.CONFIRMED}
+        # Each confirmation told the shop once, in the transaction that applied it.
+        told = [(e.type, e.record_id, e.record_seq) for e in s.scalars(select(OutboxEvent))]
+        assert sorted(told) == sorted(
+            ("order.stripe_event_applied", o.external_id, 1) for o in orders
+        )
 
 
 def test_worker_killed_holding_a_batch_loses_nothing_and_applies_nothing_twice(

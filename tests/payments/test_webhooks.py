@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from console import db
+from console.integrations.models import OutboxEvent
 from console.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
 from console.orders.models import Order, OrderStatus
 from console.payments.models import WebhookEvent, WebhookRejection, WebhookStatus
@@ -140,6 +141,43 @@ def test_redelivery_before_processing_is_stored_once_and_processed_once(app, cli
     stored = get_event(app, evt["id"])
     assert stored.deliveries == 2 and stored.attempts == 1
     assert stored.status == WebhookStatus.PROCESSED
+
+
+def shop_events(app) -> list[tuple[str, str, int, str | None, str | None]]:
+    with app.app_context():
+        return [
+            (e.type, e.record_id, e.record_seq, e.data["record"]["status"], e.actor["sub"])
+            for e in db.session().scalars(select(OutboxEvent).order_by(OutboxEvent.id))
+        ]
+
+
+def test_the_shop_hears_of_each_order_stripe_changed_once(app, client, paid_order):
+    ext, pi = paid_order.external_id, paid_order.payment_intent_id
+    se.post_processed(
+        client, app, se.event("payment_intent.succeeded", se.payment_intent(pi, 4200))
+    )
+    applied = ("order.stripe_event_applied", ext, 1, "confirmed", "system:stripe-webhooks")
+    assert shop_events(app) == [applied]
+    # A late failure changes nothing on the order; an unknown type touches no order;
+    # an event that fails rolls back with its savepoint: none of them tells the shop.
+    late = se.payment_intent(pi, 4200, status="requires_payment_method")
+    se.post_processed(client, app, se.event("payment_intent.payment_failed", late))
+    se.post_processed(
+        client, app, se.event("customer.created", {"id": "cus_1", "object": "customer"})
+    )
+    se.post_processed(
+        client, app, se.event("payment_intent.succeeded", se.payment_intent("pi_x", 1))
+    )
+    assert shop_events(app) == [applied]
+    # The refund is the order's second event.
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": pi, "amount": 4200,
+              "amount_refunded": 4200, "currency": "eur"}  # fmt: skip
+    se.post_processed(client, app, se.event("charge.refunded", charge))
+    refunded = ("order.stripe_event_applied", ext, 2, "refunded", "system:stripe-webhooks")
+    assert shop_events(app) == [applied, refunded]
+    with app.app_context():
+        last = db.session().scalars(select(OutboxEvent).order_by(OutboxEvent.id.desc())).first()
+        assert last.reason.startswith("Stripe charge.refunded evt_")
 
 
 def test_amount_mismatch_flags_order_and_never_confirms(app, client, paid_order):

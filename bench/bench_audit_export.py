@@ -100,7 +100,11 @@ def fill(url: str, n: int) -> None:
                     )
                 )
                 prev = digest
-        cur.execute("UPDATE audit_chain_head SET last_seq = %s, last_hash = %s", (n, prev))
+        cur.execute(
+            "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s, max_ts = %s, "
+            "max_disorder = interval '0'",  # times in seq order (migration 0012)
+            (n, prev, start + timedelta(milliseconds=n)),
+        )
         conn.commit()
         with conn.cursor() as c2:
             c2.execute("ANALYZE audit_entries")

@@ -417,7 +417,12 @@ def fill_audit(cur: psycopg.Cursor, n: int) -> None:
                  canonical)
             )  # fmt: skip
             prev = digest
-    cur.execute("UPDATE audit_chain_head SET last_seq = %s, last_hash = %s", (n, prev))
+    # What the append trigger keeps for time windows (migration 0012): times in seq order.
+    cur.execute(
+        "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s, max_ts = %s, "
+        "max_disorder = interval '0'",
+        (n, prev, start + step * n),
+    )
 
 
 def backfill_stuck_facts(cur: psycopg.Cursor, *, planned_only: bool = False) -> None:

@@ -394,7 +394,10 @@ def truncate_all(app: Flask) -> None:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         conn.execute(
-            text("UPDATE audit_chain_head SET last_seq = 0, last_hash = :h WHERE id = 1"),
+            text(
+                "UPDATE audit_chain_head SET last_seq = 0, last_hash = :h, max_ts = NULL, "
+                "max_disorder = interval '0' WHERE id = 1"
+            ),
             {"h": "0" * 64},
         )
 

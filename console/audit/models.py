@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Text, literal_column
+from sqlalchemy import BigInteger, Index, Interval, String, Text, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from console.db import Base
@@ -65,6 +65,10 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # Moved by the append trigger (migration 0012): the latest entry time, and the most
+    # an entry's time was earlier than one before it in seq order. Time windows use it.
+    max_ts: Mapped[datetime | None]
+    max_disorder: Mapped[timedelta] = mapped_column(Interval, server_default=text("interval '0'"))
 
 
 class AuditCheckpoint(Base):

@@ -127,7 +127,10 @@ def action_buttons(target_type: str, target: Any, target_id: Any) -> Markup:
     return Markup(html.replace(_TARGET, str(escape(quoted))))  # noqa: S704
 
 
-_NO_PATTERN = ""
+_INT_SENTINEL = 7_123_456_789_000_000_000  # a 19-digit id no page links to (< 2**63)
+# A URL split at its values: the literal pieces, and which value (by index) goes between
+# two pieces with how it is written. None: this endpoint's URL is built by url_for.
+_Pattern = tuple[tuple[str, ...], tuple[tuple[int, str], ...]] | None
 
 
 def page_url_for(endpoint: str, **values: Any) -> str:
@@ -135,39 +138,60 @@ def page_url_for(endpoint: str, **values: Any) -> str:
 
     A list page links every row to its record (`url_for('orders.detail',
     external_id=...)`): 100+ route builds per page, each a walk of werkzeug's
-    rules. The first call builds the URL with placeholders for the values;
-    later calls put each row's values in, quoted as werkzeug's default
-    converter quotes a path segment. Only URLs whose values all sit in the
-    path through that converter are kept (a query string, an int or other
-    converter, a None, `_external` and the like go to `url_for` every time).
+    rules. The first call builds the URL with placeholders for the values and
+    splits it there; later calls join the pieces with each row's values: text
+    quoted as werkzeug's default converter quotes a path segment, a
+    non-negative int as the `int` converter writes it. Only URLs whose values
+    all sit in the path are kept (a query string, another converter, a None,
+    `_external` and the like go to `url_for` every time).
     """
     if not values or any(k[0] == "_" or v is None for k, v in values.items()):
         return url_for(endpoint, **values)
-    cache: dict[tuple[str, ...], str] | None = getattr(request, "_console_urls", None)
+    cache: dict[tuple[str, ...], _Pattern] | None = getattr(request, "_console_urls", None)
     if cache is None:
         cache = {}
         request._console_urls = cache  # type: ignore[attr-defined]
     names = sorted(values)
-    key = (endpoint, *names)
-    pattern = cache.get(key)
+    kinds = ["i" if type(values[n]) is int and values[n] >= 0 else "s" for n in names]
+    key = (endpoint, *names, *kinds)
+    if key in cache:
+        pattern = cache[key]
+    else:
+        pattern = cache[key] = _url_pattern(endpoint, names, kinds)
     if pattern is None:
-        pattern = cache[key] = _url_pattern(endpoint, names)
-    if pattern is _NO_PATTERN:
         return url_for(endpoint, **values)
-    for i, name in enumerate(names):
-        pattern = pattern.replace(f"__console_url_{i}__", quote(str(values[name]), _PATH_SAFE), 1)
-    return pattern
+    pieces, slots = pattern
+    out = [pieces[0]]
+    for (i, kind), piece in zip(slots, pieces[1:], strict=True):
+        value = values[names[i]]
+        out.append(str(value) if kind == "i" else quote(str(value), _PATH_SAFE))
+        out.append(piece)
+    return "".join(out)
 
 
-def _url_pattern(endpoint: str, names: list[str]) -> str:
-    sentinels: dict[str, Any] = {name: f"__console_url_{i}__" for i, name in enumerate(names)}
+def _url_pattern(endpoint: str, names: list[str], kinds: list[str]) -> _Pattern:
+    sentinels = [
+        str(_INT_SENTINEL + i) if kind == "i" else f"__console_url_{i}__"
+        for i, kind in enumerate(kinds)
+    ]
+    args: dict[str, Any] = {
+        name: int(sentinel) if kind == "i" else sentinel
+        for name, kind, sentinel in zip(names, kinds, sentinels, strict=True)
+    }
     try:
-        built = url_for(endpoint, **sentinels)
-    except Exception:  # an int converter refuses a placeholder: build each URL normally
-        return _NO_PATTERN
-    if "?" in built or any(built.count(v) != 1 for v in sentinels.values()):
-        return _NO_PATTERN
-    return built
+        built = url_for(endpoint, **args)
+    except Exception:  # a converter refuses the placeholder: build each URL normally
+        return None
+    if "?" in built or any(built.count(v) != 1 for v in sentinels):
+        return None
+    at = sorted((built.index(v), i) for i, v in enumerate(sentinels))
+    pieces, slots, start = [], [], 0
+    for position, i in at:
+        pieces.append(built[start:position])
+        slots.append((i, kinds[i]))
+        start = position + len(sentinels[i])
+    pieces.append(built[start:])
+    return tuple(pieces), tuple(slots)
 
 
 def init_templating(app: Flask) -> None:

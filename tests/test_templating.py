@@ -37,3 +37,31 @@ def test_page_url_for_falls_back_where_a_placeholder_cannot_stand(app):
         for _ in range(2):  # the second call reads what the first cached
             for endpoint, values in cases:
                 assert page_url_for(endpoint, **values) == url_for(endpoint, **values)
+
+
+@given(
+    seqs=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=3),
+    texts=st.lists(
+        ids | st.sampled_from(["__console_url_0__", "7123456789000000000", "%2F", "a/b"]),
+        min_size=1,
+        max_size=3,
+    ),
+)
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_page_url_for_fills_int_and_text_values_as_url_for_writes_them(app, seqs, texts):
+    """An int converter's route (the audit entries) from its cached pieces, and text that
+    looks like a placeholder, is still exactly url_for's URL."""
+    with app.test_request_context("/audit"):
+        for seq in seqs:
+            assert page_url_for("audit.entry", seq=seq) == url_for("audit.entry", seq=seq)
+        for text in texts:
+            assert page_url_for("orders.detail", external_id=text) == url_for(
+                "orders.detail", external_id=text
+            )
+        # Two values, one of them an int, through one route (the action confirm step).
+        for seq, text in zip(seqs, texts, strict=False):
+            assert page_url_for("actions.act", name=text, target_id=seq) == url_for(
+                "actions.act", name=text, target_id=seq
+            )

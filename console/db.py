@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import (
+    ColumnElement,
     DateTime,
     Dialect,
     Engine,
     Enum,
     MetaData,
+    any_,
+    cast,
     create_engine,
     event,
+    literal,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -59,6 +63,19 @@ def parse_id(raw: str, *, big: bool = False) -> int | None:
 def utcnow() -> datetime:
     """Return the current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: what `column.in_(values)` means, as one array parameter.
+
+    A page's prefetch asks for the 50 rows' children by id; `in_` sends one
+    bind parameter per id, expanded into the statement on every execution,
+    which cost more than PostgreSQL's own work (0.7 of 3.2 ms for a 100-id
+    lookup, issue 15). Same answers: nothing for an empty list, NULL never
+    matches.
+    """
+    condition: ColumnElement[bool] = column == any_(cast(literal(list(values)), ARRAY(column.type)))
+    return condition
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -21,6 +21,7 @@ from sqlalchemy import Select, and_, func, select, union
 from sqlalchemy.orm import Session
 
 from console.coupons.models import Coupon, CouponReservation, CouponReservationStatus
+from console.db import one_of
 
 
 def leak_condition(now: datetime) -> Any:
@@ -103,7 +104,7 @@ def facts_for(s: Session, coupon_ids: Sequence[int], now: datetime) -> dict[int,
             func.min(CouponReservation.expires_at).filter(expired),
         )
         .where(
-            CouponReservation.coupon_id.in_(list(coupon_ids)),
+            one_of(CouponReservation.coupon_id, coupon_ids),
             CouponReservation.status == CouponReservationStatus.RESERVED,
         )
         .group_by(CouponReservation.coupon_id)

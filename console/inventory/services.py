@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Select, String, cast, func, select, true
 from sqlalchemy.orm import Session
 
+from console.db import one_of
 from console.inventory.models import (
     InventoryItem,
     InventoryLedgerEntry,
@@ -72,7 +73,7 @@ def drift_facts(s: Session, skus: Sequence[str], recent: int = RECENT_ENTRIES) -
             func.count(InventoryReservation.id),
         )
         .where(
-            InventoryReservation.sku.in_(list(skus)),
+            one_of(InventoryReservation.sku, skus),
             InventoryReservation.status == ReservationStatus.RESERVED,
         )
         .group_by(InventoryReservation.sku)

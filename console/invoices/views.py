@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from console import db
 from console.audit.queries import history_for
-from console.db import utcnow
+from console.db import one_of, utcnow
 from console.invoices.actions import Selection, selection_id
 from console.invoices.models import Invoice
 from console.invoices.queries import STATUS_FILTERS, attention_statement
@@ -48,7 +48,7 @@ def failed() -> Any:
     )
     order_ids = {i.order_id for i in page.rows if i.order_id}
     orders = (
-        {o.id: o for o in s.scalars(select(Order).where(Order.id.in_(order_ids)))}
+        {o.id: o for o in s.scalars(select(Order).where(one_of(Order.id, order_ids)))}
         if order_ids
         else {}
     )

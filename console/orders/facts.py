@@ -15,6 +15,7 @@ from flask import g, has_request_context
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from console.db import one_of
 from console.inventory.models import InventoryReservation, ReservationStatus
 from console.orders.models import Order
 from console.payments.models import MoneyMovement, MovementStatus, Payment, PaymentStatus
@@ -43,7 +44,10 @@ def prefetch(s: Session, orders: Sequence[Order]) -> None:
     for payment in s.scalars(
         select(Payment)
         .where(
-            or_(Payment.order_id.in_(facts.order_ids), Payment.payment_intent_id.in_(by_intent)),
+            or_(
+                one_of(Payment.order_id, facts.order_ids),
+                one_of(Payment.payment_intent_id, by_intent),
+            ),
             Payment.status.in_(CAPTURED),
         )
         .order_by(Payment.id)
@@ -53,7 +57,7 @@ def prefetch(s: Session, orders: Sequence[Order]) -> None:
             facts.payments[order_id] = payment  # the newest wins, as in the query
     for reservation in s.scalars(
         select(InventoryReservation).where(
-            InventoryReservation.order_id.in_(facts.order_ids),
+            one_of(InventoryReservation.order_id, facts.order_ids),
             InventoryReservation.status == ReservationStatus.RESERVED,
         )
     ):
@@ -63,7 +67,7 @@ def prefetch(s: Session, orders: Sequence[Order]) -> None:
         s.scalars(
             select(MoneyMovement.target_id).where(
                 MoneyMovement.target_type == "order",
-                MoneyMovement.target_id.in_([o.external_id for o in orders]),
+                one_of(MoneyMovement.target_id, [o.external_id for o in orders]),
                 MoneyMovement.status == MovementStatus.IN_FLIGHT,
             )
         )

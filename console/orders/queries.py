@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
+from console.db import one_of
 from console.orders.models import Order, OrderStatus, stuck_sql
 from console.payments.models import WebhookEvent
 
@@ -132,7 +133,7 @@ def pending_events_by_intent(s: Session, intent_ids: list[str]) -> dict[str, Web
     found: dict[str, WebhookEvent] = {}
     for event in s.scalars(
         select(WebhookEvent)
-        .where(WebhookEvent.object_id.in_(intent_ids), WebhookEvent.processed_at.is_(None))
+        .where(one_of(WebhookEvent.object_id, intent_ids), WebhookEvent.processed_at.is_(None))
         .order_by(WebhookEvent.received_at)
     ):
         if event.object_id is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from console import db
 from console.audit.queries import history_for
-from console.db import utcnow
+from console.db import one_of, utcnow
 from console.inventory.models import InventoryReservation
 from console.orders.facts import prefetch
 from console.orders.models import Order
@@ -121,7 +121,7 @@ def detail(external_id: str) -> Any:
     events = (
         s.scalars(
             select(WebhookEvent)
-            .where(WebhookEvent.object_id.in_(object_ids))
+            .where(one_of(WebhookEvent.object_id, object_ids))
             .order_by(WebhookEvent.received_at)
         ).all()
         if object_ids

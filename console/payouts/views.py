@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from console import db
 from console.audit.queries import history_for
-from console.db import utcnow
+from console.db import one_of, utcnow
 from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
 from console.payouts.actions import PayoutSelection, selection_id
@@ -84,7 +84,7 @@ def ready() -> Any:
     orders: dict[int, str] = {}
     if order_ids:
         for order_id, external_id in s.execute(
-            select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
+            select(Order.id, Order.external_id).where(one_of(Order.id, order_ids))
         ):
             orders[order_id] = external_id
     requestable = [p for p in page.rows if p.status != PayoutStatus.PENDING_APPROVAL]

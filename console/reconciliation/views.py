@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from console import db
 from console.audit.queries import history_for
+from console.db import one_of
 from console.orders.facts import prefetch
 from console.orders.models import Order
 from console.pagination import SortOption, keyset_page
@@ -73,7 +74,7 @@ def _findings(s: Session, args: dict[str, str]) -> dict[str, Any]:
     # read (a finding's Refund button asks the order's refund precondition): loaded
     # once per page, not per row (57 statements a page before, bench/pages.py).
     order_ids = {f.order_id for f in page.rows if f.order_id}
-    loaded = s.scalars(select(Order).where(Order.id.in_(order_ids))).all() if order_ids else []
+    loaded = s.scalars(select(Order).where(one_of(Order.id, order_ids))).all() if order_ids else []
     prefetch(s, loaded)
     orders: dict[int, str] = {o.id: o.external_id for o in loaded}
     return {

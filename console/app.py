@@ -44,6 +44,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.is_production,
         REMEMBER_COOKIE_NAME="console_remember",
         PERMANENT_SESSION_LIFETIME=settings.session_absolute_hours * 3600,
+        # The cookie lives as long as the sign-in may (set at sign-in, the absolute limit);
+        # idle and absolute expiry are the server-side session's. Re-signing and re-sending
+        # an unchanged cookie on every response was a tenth of an empty page (issue 15).
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token's life
         WTF_CSRF_SSL_STRICT=settings.is_production,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,

@@ -109,6 +109,25 @@ def test_logout_ends_session_server_side_and_old_cookie_is_dead(app, auth, clien
     assert ("auth:logout", "success") in audit_actions(app)
 
 
+def test_the_cookie_is_set_at_sign_in_and_not_resent_on_every_page(app, auth, client):
+    """Set once, expiring with the sign-in's absolute limit; an unchanged cookie is not
+    re-signed per response (idle expiry is the server-side session's)."""
+    auth.as_role("support")
+    cookie = client.get_cookie("console_session")
+    assert cookie is not None and cookie.expires is not None
+    hours = app.config["SETTINGS"].session_absolute_hours
+    lifetime = (cookie.expires - utcnow()).total_seconds()
+    assert hours * 3600 - 60 < lifetime <= hours * 3600
+    client.get("/")  # shows (and so removes from the session) the sign-in's flash
+    cookie = client.get_cookie("console_session")
+    for path in ("/", "/orders/stuck", "/webhooks"):
+        resp = client.get(path)
+        assert resp.status_code == 200
+        sent = [c for c in resp.headers.getlist("Set-Cookie") if c.startswith("console_session=")]
+        assert not sent, path
+    assert client.get_cookie("console_session").value == cookie.value
+
+
 def test_new_session_id_at_login(app, auth, client):
     client.get("/login")
     auth.as_role("support")

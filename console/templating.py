@@ -68,7 +68,18 @@ def available_actions(target_type: str, target: Any) -> list[Action[Any]]:
     user = _actor()
     if not user.is_authenticated:
         return []
-    return [a for a in actions_for(target_type) if user.can(a.permission) and a.available(target)]
+    # The actions this user's roles allow, once per request and kind of target; per row
+    # only the preconditions.
+    allowed: dict[str, list[Action[Any]]] | None = getattr(request, "_console_allowed", None)
+    if allowed is None:
+        allowed = {}
+        request._console_allowed = allowed  # type: ignore[attr-defined]
+    mine = allowed.get(target_type)
+    if mine is None:
+        mine = allowed[target_type] = [
+            a for a in actions_for(target_type) if user.can(a.permission)
+        ]
+    return [a for a in mine if a.available(target)]
 
 
 _TARGET = "__console_target__"

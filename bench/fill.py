@@ -450,8 +450,31 @@ def backfill_stuck_facts(cur: psycopg.Cursor, *, planned_only: bool = False) -> 
     )
 
 
+STATE = "bench/fill.py: stuck rows "
+
+
+def record_distribution(name: str, distribution: str) -> None:
+    """Note on the database where its stuck rows are (a moved database stays moved)."""
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{STATE}{distribution}'")
+
+
+def current_distribution(name: str) -> str | None:
+    """Where the stuck rows of a filled database are now (None: not noted)."""
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    note = row[0] if row else None
+    return note[len(STATE) :] if note and note.startswith(STATE) else None
+
+
 def move_stuck(name: str, previous: str, distribution: str, orders: int = 1_000_000) -> None:
     """Place the stuck orders of a filled database by another distribution."""
+    noted = current_distribution(name)
+    if noted is not None and noted != previous:
+        raise SystemExit(f"{name} has its stuck rows {noted}, not {previous}")
     t0 = time.perf_counter()
     with psycopg.connect(db_url(name)) as conn, conn.cursor() as cur:
         cur.execute("SET session_replication_role = replica")
@@ -461,6 +484,7 @@ def move_stuck(name: str, previous: str, distribution: str, orders: int = 1_000_
     with psycopg.connect(db_url(name), autocommit=True) as conn:
         for table in ("orders", "payments", "inventory_reservations"):
             conn.execute(f"VACUUM (ANALYZE) {table}")
+    record_distribution(name, distribution)
     print(
         f"  fill: stuck rows moved {previous} -> {distribution} in "
         f"{time.perf_counter() - t0:.1f} s",
@@ -500,6 +524,7 @@ def create(distribution: str = "recent", orders: int = 1_000_000, audit: int = 1
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE)")
         print(f"  fill: vacuum analyze in {time.perf_counter() - t0:.1f} s", flush=True)
+        record_distribution(name, distribution)
     except BaseException:
         drop(name)
         raise

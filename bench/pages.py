@@ -494,7 +494,11 @@ def statements(console: Console, paths: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", help="a database bench/fill.py made (kept); else fill and drop")
-    parser.add_argument("--db-distribution", default="recent", help="where --db has its stuck rows")
+    parser.add_argument(
+        "--db-distribution",
+        default="recent",
+        help="where --db has its stuck rows, if fill.py did not note it on the database",
+    )
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--distributions", default="recent,old,uniform")
     parser.add_argument("--requests", type=int, default=10_000, help="for the memory figure")
@@ -514,6 +518,9 @@ def main() -> None:
         return
     name, made = args.db, False
     current = args.db_distribution
+    if name is not None:
+        # A database a run moved keeps its rows where that run left them: fill.py notes it.
+        current = fill.current_distribution(name) or current
     if name is None:
         t0 = time.perf_counter()
         name, made, current = fill.create("recent"), True, "recent"

@@ -181,6 +181,20 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("pooled connection is dead")
 
 
+@event.listens_for(Session, "do_orm_execute")
+def _locked_reads_are_fresh(state: Any) -> None:
+    """A `SELECT ... FOR UPDATE` refreshes the objects it returns.
+
+    The ORM keeps an object's loaded values when a later query returns the same row,
+    so an order read earlier in the transaction (a snapshot for the audit, a list)
+    kept its pre-lock state through the `FOR UPDATE` that was meant to decide on the
+    locked one: a refund committed in between would be overwritten by a decision
+    made on "paid". Every locking read in the console goes through here.
+    """
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
+        state.update_execution_options(populate_existing=True)
+
+
 class Database:
     """Holds the engine and hands out the app-context session."""
 

@@ -37,3 +37,30 @@ def test_one_of_finds_what_in_finds(app):
         finally:
             event.remove(engine, "before_cursor_execute", params)
         assert len(seen[-1]) == 1
+
+
+def test_a_locking_read_returns_the_locked_row_not_what_was_read_before(
+    committed_app, pg_superuser_url
+):
+    import psycopg
+
+    from console.orders.models import OrderStatus
+    from tests.conftest import libpq
+
+    with committed_app.app_context():
+        s = db.session()
+        order_id = make_order(s, status=OrderStatus.PAID).id
+        s.commit()
+        seen = s.get(Order, order_id)  # read (and kept) before someone else's change
+        assert seen.status == OrderStatus.PAID
+        with psycopg.connect(libpq(pg_superuser_url), autocommit=True) as other:
+            other.execute("UPDATE orders SET status = 'refunded' WHERE id = %s", (order_id,))
+        locked = s.scalar(select(Order).where(Order.id == order_id).with_for_update())
+        assert locked is seen and locked.status == OrderStatus.REFUNDED
+        s.commit()  # the lock goes; the session keeps its objects (expire_on_commit off)
+        # Session.get with a lock too; a plain read keeps what the session has.
+        with psycopg.connect(libpq(pg_superuser_url), autocommit=True) as other:
+            other.execute("UPDATE orders SET status = 'cancelled' WHERE id = %s", (order_id,))
+        assert s.scalar(select(Order).where(Order.id == order_id)).status == OrderStatus.REFUNDED
+        assert s.get(Order, order_id, with_for_update=True).status == OrderStatus.CANCELLED
+        s.rollback()

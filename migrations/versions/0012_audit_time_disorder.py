@@ -20,7 +20,10 @@ Revises: 0011
 Create Date: 2026-12-02
 """
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -30,81 +33,30 @@ down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The append trigger of 0005 with one change: the last statement also moves max_ts and
-# max_disorder (the right-hand sides read the head before this entry).
-APPEND = r"""
-CREATE OR REPLACE FUNCTION audit_entries_append() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
-DECLARE
-    head record;
-    body jsonb;
-    position text;
-BEGIN
-    SELECT h.last_seq, h.last_hash INTO head
-      FROM public.audit_chain_head h WHERE h.id = 1 FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'audit chain head is missing' USING ERRCODE = 'check_violation';
-    END IF;
-    IF NEW.seq IS DISTINCT FROM head.last_seq + 1
-       OR NEW.prev_hash IS DISTINCT FROM head.last_hash THEN
-        RAISE EXCEPTION 'audit entry % is not at the head of the chain (head is %)',
-            NEW.seq, head.last_seq USING ERRCODE = 'check_violation';
-    END IF;
-    IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.canonical, 'UTF8')), 'hex') THEN
-        RAISE EXCEPTION 'audit entry %: hash is not the SHA-256 of its canonical form', NEW.seq
-            USING ERRCODE = 'check_violation';
-    END IF;
-    position := '{"_prev_hash":"' || NEW.prev_hash || '","_seq":' || NEW.seq::text || ',';
-    IF left(NEW.canonical, length(position)) IS DISTINCT FROM position THEN
-        RAISE EXCEPTION 'audit entry %: canonical form does not start with its position', NEW.seq
-            USING ERRCODE = 'check_violation';
-    END IF;
-    body := NEW.canonical::jsonb;
-    IF body->>'_seq' IS DISTINCT FROM NEW.seq::text
-       OR body->>'_prev_hash' IS DISTINCT FROM NEW.prev_hash THEN
-        RAISE EXCEPTION 'audit entry %: canonical form names another position', NEW.seq
-            USING ERRCODE = 'check_violation';
-    END IF;
-    -- What the pages and exports show is what was hashed.
-    NEW.ts := (body->>'ts')::timestamptz;
-    NEW.actor_sub := body->'actor'->>'sub';
-    NEW.actor_email := body->'actor'->>'email';
-    NEW.actor_roles := coalesce(body->'actor'->'roles', '[]'::jsonb);
-    NEW.action := body->>'action';
-    NEW.target_type := body->'target'->>'type';
-    NEW.target_id := body->'target'->>'id';
-    NEW.outcome := body->>'outcome';
-    NEW.reason := body->>'reason';
-    NEW.ticket := body->>'ticket';
-    NEW.request_id := body->'request'->>'id';
-    NEW.ip := body->'request'->>'ip';
-    NEW.details := jsonb_build_object(
-        'before', body->'before',
-        'after', body->'after',
-        'params', body->'params',
-        'extra', body->'details',
-        'user_agent', body->'request'->'user_agent'
-    );
-    UPDATE public.audit_chain_head
-       SET last_seq = NEW.seq, last_hash = NEW.hash,
-           max_ts = greatest(max_ts, NEW.ts),
-           max_disorder = greatest(max_disorder, max_ts - NEW.ts)
-     WHERE id = 1;
-    RETURN NEW;
-END;
-$$;
-"""
 
-APPEND_0005 = APPEND.replace(
-    """
+def _migration_0005() -> Any:
+    """0005's module (its trigger text is what this one changes and what downgrade restores)."""
+    path = Path(__file__).with_name("0005_audit_roles.py")
+    spec = importlib.util.spec_from_file_location("console_migration_0005", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The append trigger of 0005 with one change: its last statement also moves max_ts and
+# max_disorder (the right-hand sides read the head before this entry).
+APPEND_0005: str = _migration_0005().APPEND
+MOVE_HEAD = "    UPDATE public.audit_chain_head SET last_seq = NEW.seq, last_hash = NEW.hash WHERE id = 1;"
+APPEND = APPEND_0005.replace(
+    MOVE_HEAD,
+    """    UPDATE public.audit_chain_head
        SET last_seq = NEW.seq, last_hash = NEW.hash,
            max_ts = greatest(max_ts, NEW.ts),
            max_disorder = greatest(max_disorder, max_ts - NEW.ts)
      WHERE id = 1;""",
-    " SET last_seq = NEW.seq, last_hash = NEW.hash WHERE id = 1;",
 )
-assert APPEND_0005 != APPEND
+assert APPEND != APPEND_0005, "0005's trigger no longer ends as this migration expects"
 
 # Over the entries already there: the latest time, and for each entry how much earlier
 # it is than the latest before it in seq order (a window over the pk, one pass).

@@ -457,10 +457,11 @@ def apply_event_changes(s: Session, event_row: WebhookEvent) -> tuple[WebhookSta
     """`apply_event`, and the records it changed of those the event is about (the shop's
     orders it confirmed or refunded): the caller tells the shop of them (the outbox).
 
-    The records are found and snapshotted before the handler runs, then expired: the
-    handler's own `FOR UPDATE` reloads them under its lock, so the snapshot never
-    stands in for the locked state. A record changed meanwhile by someone else counts
-    as changed: at worst the shop hears of its current state once more.
+    The records are found and snapshotted before the handler runs; the handler's own
+    `FOR UPDATE` reloads them under its lock (`console.db`: locked reads are fresh), so
+    the snapshot never stands in for the locked state. A record changed meanwhile by
+    someone else counts as changed: at worst the shop hears of its current state once
+    more.
     """
     from console.actions.framework import RECORD_KINDS
     from console.payments.handlers import records_touched
@@ -475,7 +476,6 @@ def apply_event_changes(s: Session, event_row: WebhookEvent) -> tuple[WebhookSta
         kind = RECORD_KINDS.get(type(rec))
         if kind is not None:
             before.append((rec, kind.snapshot(rec)))
-            s.expire(rec)
     status = apply_event(s, event_row)
     changed = [rec for rec, snap in before if RECORD_KINDS[type(rec)].snapshot(rec) != snap]
     return status, changed

@@ -41,11 +41,35 @@ def luhn_ok(digits: str) -> bool:
 _LONG_ENOUGH = re.compile(r"[0-9](?:[ -]{0,3}[0-9]){12}")
 
 
+HASH_LENGTH = 32
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _inside_a_hash(text: str, start: int, end: int) -> bool:
+    """Whether the digits text[start:end] are part of a hex token of HASH_LENGTH or more
+    characters with a letter in it: a SHA-256, a UUID without dashes, a key fingerprint.
+
+    About one SHA-256 in a hundred holds 13+ digits in a row that pass Luhn; masking
+    them mangled the hash an audit checkpoint's log line carries (and refused a reason
+    that quoted one). A card number glued to a word ("card4111...") is still one.
+    """
+    left, right = start, end
+    while left > 0 and text[left - 1] in _HEX:
+        left -= 1
+    while right < len(text) and text[right] in _HEX:
+        right += 1
+    token = text[left:right]
+    return len(token) >= HASH_LENGTH and not token.isdigit()
+
+
 def _candidates(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of every PAN in `text`: whole groups of a run, 13-19 digits, Luhn-valid."""
+    """(start, end) of every PAN in `text`: whole groups of a run, 13-19 digits, Luhn-valid,
+    not inside a hex hash."""
     if not _LONG_ENOUGH.search(text):
         return
     for run in _RUN.finditer(text):
+        if run[0].isdigit() and _inside_a_hash(text, run.start(), run.end()):
+            continue
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run[0])]
         i = 0
         while i < len(groups):

@@ -28,7 +28,20 @@ NOT_PANS = [
     "ORD-2026-000123",
     "pi_3MtwBwLkdIwHu7ix28a3tqPa",
     "1767225600",  # a Unix time
+    # SHA-256 hashes holding a Luhn-valid run of 17 digits (an audit checkpoint's hash
+    # was masked in its log line): hex tokens of 32+ characters are not card numbers.
+    "16ca25b8dc33ae2b9cb7bd5d18c24580903116384291cefa0c9c9daeed199795",
+    "hash=16ca25b8dc33ae2b9cb7bd5d18c24580903116384291cefa0c9c9daeed199795.",
+    "f00d24580903116384291cefa0c9c9da",  # 32 hex characters
 ]
+
+
+def test_the_hash_case_is_a_luhn_valid_run():
+    # The hex tokens above are not waved through by accident: their digits would be a PAN.
+    assert contains_pan("c 24580903116384291 c") and contains_pan("card24580903116384291")
+    # Shorter hex tokens, and a PAN glued to a word, are still card numbers.
+    assert contains_pan("d18c24580903116384291cefa")  # 25 hex characters: not a hash
+    assert contains_pan("card4111111111111111exp") and contains_pan("4111111111111111abcdef")
 
 
 @pytest.mark.parametrize("text", PANS)

@@ -433,17 +433,24 @@ class ProcessResult:
         self.retryable = retryable
 
 
-def apply_event(s: Session, event_row: WebhookEvent, *, flush: bool = True) -> WebhookStatus:
+def apply_event(
+    s: Session,
+    event_row: WebhookEvent,
+    *,
+    flush: bool = True,
+    body: dict[str, Any] | None = None,
+) -> WebhookStatus:
     """Run the event's handler in the caller's transaction and mark it done.
 
-    Raises what the handler raises; the caller rolls back and records the
-    failure. Nothing is committed here.
+    `body`: the stored body, if the caller has parsed it already. Raises what the
+    handler raises; the caller rolls back and records the failure. Nothing is
+    committed here.
     """
     handler = HANDLERS.get(event_row.type)
     if handler is None:
         event_row.status = WebhookStatus.IGNORED
     else:
-        handler(s, json.loads(event_row.raw_body))
+        handler(s, body if body is not None else json.loads(event_row.raw_body))
         event_row.status = WebhookStatus.PROCESSED
     event_row.processed_at = utcnow()
     event_row.attempts += 1
@@ -467,16 +474,19 @@ def apply_event_changes(s: Session, event_row: WebhookEvent) -> tuple[WebhookSta
     from console.payments.handlers import records_touched
 
     try:
-        body = json.loads(event_row.raw_body)
+        parsed = json.loads(event_row.raw_body)
     except ValueError:
-        body = None
-    found = records_touched(s, body) if isinstance(body, dict) else []
+        parsed = None
+    body = parsed if isinstance(parsed, dict) else None
+    found = records_touched(s, body) if body is not None else []
     before: list[tuple[Any, dict[str, Any]]] = []
     for rec in found:
         kind = RECORD_KINDS.get(type(rec))
         if kind is not None:
             before.append((rec, kind.snapshot(rec)))
-    status = apply_event(s, event_row)
+    # The body parsed once for both (a drain applies a hundred per transaction); one that
+    # is not an object is left to apply_event, which fails it as before.
+    status = apply_event(s, event_row, body=body)
     changed = [rec for rec, snap in before if RECORD_KINDS[type(rec)].snapshot(rec) != snap]
     return status, changed
 

@@ -723,6 +723,24 @@ class StripeDouble:
             and (path_prefix is None or r["path"].startswith(path_prefix))
         )
 
+    def count_calls(self, method: str | None = None, path_prefix: str | None = None) -> int:
+        """Requests as the client meant them: one repeated straight after itself is one.
+
+        A client that gave up on a slow answer (a timeout) asks again at once with the
+        same request; that retry is not another call. The same request asked again
+        later (a second walk of a list) still counts.
+        """
+        calls, previous = 0, None
+        for r in self.requests_log():
+            if (method is not None and r["method"] != method) or (
+                path_prefix is not None and not r["path"].startswith(path_prefix)
+            ):
+                continue
+            key = (r["method"], r["path"], sorted(r["query"].items()), r["idempotency_key"])
+            calls += key != previous
+            previous = key
+        return calls
+
 
 def create_succeeded_payment_intent(
     client: Any,
